@@ -1,0 +1,149 @@
+"""Sample submissions that exercise the grading pipeline end to end.
+
+For every assignment, ``build_samples`` writes, in nbgrader's ``submitted``
+layout (``<dest>/<student>/<assignment>/<notebook>.ipynb``):
+
+* ``reference``: the release notebook with every solution cell filled in from
+  the source notebook (markers removed). Generated at grade time from
+  ``solutions/``, so it never drifts; it must get full marks.
+* ``untouched``: the release notebook exactly as shipped; it must get 0.
+* ``malformed``: a notebook file that is not valid JSON; it must be reported as
+  an *error*, never as a 0.
+* one student per entry of :data:`FAULTS` for that assignment: the reference
+  with only the named solution cells replaced by a plausible buggy answer.
+
+A new assignment adds its faults to :data:`FAULTS` in a few lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from . import RELEASE_DIRNAME, course_root, source_notebooks
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A deliberately wrong submission: replace solution cells by ``grade_id``."""
+
+    cells: dict[str, str]
+    #: Autograded points expected (full marks minus the tests the bug breaks).
+    expected: float
+    note: str = ""
+
+
+FAULTS: dict[str, dict[str, Fault]] = {
+    # The test suite's tiny fixture course (tests/fixtures/course).
+    "00_fixture": {
+        "wrong_add": Fault(note="subtracts", expected=2, cells={"add": "def add(a, b):\n    return a - b\n"}),
+    },
+    "01_pooling": {
+        "wrong_max_pool": Fault(
+            note="max_pool_2d averages each window instead of taking its maximum",
+            expected=8,
+            cells={
+                "max_pool_2d": '''\
+def max_pool_2d(x, kernel_size=2, stride=2):
+    """Max pooling of a (H, W) or (C, H, W) array (buggy: averages instead)."""
+    x = np.asarray(x)
+    if kernel_size > x.shape[-2] or kernel_size > x.shape[-1]:
+        raise ValueError("kernel_size is larger than the input")
+    h_out = (x.shape[-2] - kernel_size) // stride + 1
+    w_out = (x.shape[-1] - kernel_size) // stride + 1
+    out = np.zeros(x.shape[:-2] + (h_out, w_out), dtype=x.dtype)
+    for i in range(h_out):
+        for j in range(w_out):
+            window = x[..., i * stride:i * stride + kernel_size, j * stride:j * stride + kernel_size]
+            out[..., i, j] = window.mean(axis=(-2, -1))  # BUG: should be max
+    return out
+''',
+            },
+        ),
+    },
+}
+
+REFERENCE, UNTOUCHED, MALFORMED = "reference", "untouched", "malformed"
+
+
+def strip_markers(source: str) -> str:
+    """A source cell's text with the solution marker lines removed."""
+    lines = [ln for ln in source.splitlines() if "BEGIN SOLUTION" not in ln and "END SOLUTION" not in ln]
+    return "\n".join(lines)
+
+
+def _grade_id(cell) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def fill_solutions(release_nb, source_nb, replacements: dict[str, str] | None = None):
+    """Copy of ``release_nb`` whose solution cells hold the source's solution.
+
+    ``replacements`` maps grade ids to the text to use instead (faults).
+    """
+    release_nb = nbformat.from_dict(release_nb)  # deep copy
+    solutions = {
+        _grade_id(c): strip_markers(c.source)
+        for c in source_nb.cells
+        if c.get("metadata", {}).get("nbgrader", {}).get("solution") and _grade_id(c)
+    }
+    replacements = dict(replacements or {})
+    for cell in release_nb.cells:
+        gid = _grade_id(cell)
+        if cell.get("metadata", {}).get("nbgrader", {}).get("solution") and gid in solutions:
+            cell.source = replacements.get(gid, solutions[gid])
+    return release_nb
+
+
+def release_notebook_path(assignment: str, name: str, root: Path) -> Path:
+    return root / RELEASE_DIRNAME / assignment / name
+
+
+def build_samples(
+    assignment: str,
+    dest: Path,
+    root: Path | None = None,
+    release_dir: Path | None = None,
+    faults: dict[str, Fault] | None = None,
+) -> dict[str, float | None]:
+    """Write the sample submissions of ``assignment`` under ``dest``.
+
+    ``release_dir`` is where ``<assignment>/<notebook>.ipynb`` release notebooks
+    are read from (default: the committed ``notebooks/``). Returns the expected
+    autograded score of each sample student, ``None`` meaning "must be an error"
+    (the full-marks value of ``reference`` is filled in by the caller, who knows
+    the maximum: it is given as ``float('inf')`` here).
+    """
+    root = Path(root or course_root())
+    release_dir = Path(release_dir or root / RELEASE_DIRNAME)
+    faults = FAULTS.get(assignment, {}) if faults is None else faults
+    expected: dict[str, float | None] = {REFERENCE: float("inf"), UNTOUCHED: 0.0, MALFORMED: None}
+    solution_ids: set[str] = set()
+    for src_path in source_notebooks(assignment, root):
+        source_nb = nbformat.read(src_path, as_version=4)
+        solution_ids |= {_grade_id(c) for c in source_nb.cells
+                         if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
+        rel_path = release_dir / assignment / src_path.name
+        release_text = rel_path.read_text(encoding="utf-8")
+        release_nb = nbformat.reads(release_text, as_version=4)
+
+        def write(student: str, text: str) -> None:
+            d = Path(dest) / student / assignment
+            d.mkdir(parents=True, exist_ok=True)
+            (d / src_path.name).write_text(text, encoding="utf-8")
+
+        write(REFERENCE, nbformat.writes(fill_solutions(release_nb, source_nb)))
+        write(UNTOUCHED, release_text)
+        # Truncated JSON: what a crashed editor or a bad merge leaves behind.
+        write(MALFORMED, release_text[: len(release_text) // 2])
+        for student, fault in faults.items():
+            write(student, nbformat.writes(fill_solutions(release_nb, source_nb, fault.cells)))
+            expected[student] = float(fault.expected)
+    for student, fault in faults.items():
+        unknown = set(fault.cells) - solution_ids
+        if unknown:
+            raise KeyError(f"sample {student!r} of {assignment}: no solution cell {sorted(unknown)}; "
+                           f"known: {sorted(solution_ids)}")
+    return expected

@@ -1,0 +1,16 @@
+"""Instant-feedback checks, one module per notebook.
+
+Each ``check_*`` function prints one short line when the answer is right and
+raises :class:`CheckFailed` (expected, got, hint) when it is not.
+"""
+from .core import CheckFailed
+from .pooling import (check_avg_pool_2d, check_avg_pool_2d_vectorized,
+                      check_global_average_pooling, check_max_pool_2d,
+                      check_max_pool_2d_vectorized)
+
+__all__ = [
+    "CheckFailed",
+    "check_max_pool_2d", "check_avg_pool_2d",
+    "check_max_pool_2d_vectorized", "check_avg_pool_2d_vectorized",
+    "check_global_average_pooling",
+]

@@ -1,0 +1,204 @@
+"""The machinery every instant-feedback check is built from.
+
+A check calls the student's code, inspects what came back in the trusted
+direction (type first, then values via ``numpy.testing`` / ``torch.testing``)
+and either prints one short line or raises :class:`CheckFailed`.
+
+``CheckFailed`` renders in Jupyter as a short message (expected, got, hint)
+instead of a long traceback, and none of this module writes to stderr:
+nbgrader scores a test cell that writes to stderr as 0.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+NOT_ATTEMPTED_HINT = (
+    "Replace the `raise NotImplementedError(...)` line in that cell with your "
+    "code, run the cell, then run this check again."
+)
+
+
+class CheckFailed(AssertionError):
+    """A check found a problem with the student's answer.
+
+    ``what`` names the exercise, and the message says what was expected,
+    what came back and what to try.
+    """
+
+    def __init__(self, what: str, problem: str, *, expected: Any = None,
+                 got: Any = None, hint: str | None = None):
+        self.what = what
+        self.problem = problem
+        self.expected = expected
+        self.got = got
+        self.hint = hint
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        lines = [f"✗ {self.what}: {self.problem}"]
+        if self.expected is not None:
+            lines.append(f"    expected: {self.expected}")
+        if self.got is not None:
+            lines.append(f"    got:      {self.got}")
+        if self.hint:
+            lines.append(f"    hint: {self.hint}")
+        return "\n".join(lines)
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython calls this instead of printing a traceback: the student sees
+        # the message alone, and a hidden test's source is never echoed.
+        return [f"CheckFailed: {self.message}"]
+
+
+def passed(what: str, detail: str = "") -> None:
+    """Print the one short line a passing check shows."""
+    print(f"✓ {what}: passed{' (' + detail + ')' if detail else ''}.")
+
+
+def call_student(fn: Callable, *args: Any, what: str, **kwargs: Any) -> Any:
+    """Call the student's ``fn`` and turn its failures into ``CheckFailed``.
+
+    ``NotImplementedError`` means the stub is untouched: "not attempted yet".
+    Any other exception is reported with its type and message, so the student
+    sees which call broke.
+    """
+    if not callable(fn):
+        raise CheckFailed(what, f"expected something callable, got {type(fn).__name__}.",
+                          hint="Pass the function or class itself, without calling it.")
+    try:
+        return fn(*args, **kwargs)
+    except NotImplementedError:
+        raise CheckFailed(what, "not attempted yet.", hint=NOT_ATTEMPTED_HINT) from None
+    except CheckFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any student error becomes feedback
+        call = describe_call(args, kwargs)
+        raise CheckFailed(what, f"calling it with {call} raised {type(exc).__name__}: {exc}",
+                          hint="Run your function on that input in a cell of its own to see "
+                               "the full traceback.") from exc
+
+
+def describe_call(args: tuple, kwargs: dict) -> str:
+    """A short description of call arguments: arrays by shape and dtype."""
+    parts = [describe_value(a) for a in args]
+    parts += [f"{k}={describe_value(v)}" for k, v in kwargs.items()]
+    return "(" + ", ".join(parts) + ")"
+
+
+def describe_value(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"ndarray of shape {value.shape}, dtype {value.dtype}"
+    if isinstance(value, torch.Tensor):
+        return f"tensor of shape {tuple(value.shape)}, dtype {value.dtype}"
+    return repr(value)
+
+
+def require_ndarray(value: Any, what: str) -> np.ndarray:
+    """Return ``value`` as a plain ndarray, or fail when it is not an ndarray.
+
+    A subclass is viewed as a plain ndarray so that none of its own methods
+    take part in the comparison.
+    """
+    if not isinstance(value, np.ndarray):
+        hint = "Build the result with NumPy (np.zeros, np.max, ...) and return the array."
+        if isinstance(value, torch.Tensor):
+            hint = "This exercise works in NumPy: return a numpy.ndarray, not a torch.Tensor."
+        raise CheckFailed(what, "the result is not a numpy.ndarray.",
+                          expected="numpy.ndarray", got=type(value).__name__, hint=hint)
+    return value.view(np.ndarray)
+
+
+def require_tensor(value: Any, what: str) -> torch.Tensor:
+    """Return ``value`` as a plain tensor, or fail when it is not a tensor."""
+    if not isinstance(value, torch.Tensor):
+        raise CheckFailed(what, "the result is not a torch.Tensor.",
+                          expected="torch.Tensor", got=type(value).__name__,
+                          hint="Use torch operations on the input tensor and return a tensor.")
+    return value.as_subclass(torch.Tensor)
+
+
+def _shape_hint(kind: str) -> str:
+    if kind == "pool":
+        return ("Check the output-size formula: out = (size - kernel_size) // stride + 1 "
+                "for each spatial axis, and keep the channel axis when the input has one.")
+    return "Compare the shape you return with the shape the exercise asks for."
+
+
+def assert_shape(actual: tuple, expected: tuple, what: str, *, hint: str | None = None) -> None:
+    if tuple(actual) != tuple(expected):
+        raise CheckFailed(what, "the output has the wrong shape.",
+                          expected=tuple(expected), got=tuple(actual),
+                          hint=hint or _shape_hint(""))
+
+
+def assert_dtype(actual: Any, expected: Any, what: str) -> None:
+    if actual != expected:
+        raise CheckFailed(what, "the output has the wrong dtype.",
+                          expected=str(expected), got=str(actual),
+                          hint=f"Return an array of dtype {expected}, the same as the input; "
+                               "for example, allocate the output with dtype=x.dtype.")
+
+
+def assert_values_close(actual: np.ndarray | torch.Tensor, expected: np.ndarray | torch.Tensor,
+                        what: str, *, rtol: float = 1e-5, atol: float = 1e-6,
+                        context: str = "", hint: str | None = None) -> None:
+    """Compare values with numpy.testing / torch.testing, expected as the trusted side."""
+    try:
+        if isinstance(expected, torch.Tensor):
+            torch.testing.assert_close(require_tensor(actual, what), expected,
+                                       rtol=rtol, atol=atol, check_device=False)
+        else:
+            np.testing.assert_allclose(require_ndarray(actual, what), expected,
+                                       rtol=rtol, atol=atol)
+    except AssertionError as exc:
+        if isinstance(exc, CheckFailed):
+            raise
+        detail = _first_mismatch(actual, expected)
+        raise CheckFailed(what, f"the values are wrong{' for ' + context if context else ''}.",
+                          expected=detail[0], got=detail[1],
+                          hint=hint or "Work through a small example by hand and compare.") from None
+
+
+def _first_mismatch(actual: Any, expected: Any) -> tuple[str, str]:
+    """Describe the first element that differs, as (expected, got) strings."""
+    a = np.asarray(actual.detach().cpu() if isinstance(actual, torch.Tensor) else actual,
+                   dtype=np.float64)
+    e = np.asarray(expected.detach().cpu() if isinstance(expected, torch.Tensor) else expected,
+                   dtype=np.float64)
+    bad = np.argwhere(~np.isclose(a, e, rtol=1e-5, atol=1e-6, equal_nan=True))
+    if bad.size == 0:
+        return "values close to the reference", "values that differ slightly"
+    idx = tuple(int(i) for i in bad[0])
+    return (f"{e[idx]:.6g} at index {idx} ({len(bad)} of {e.size} values differ)",
+            f"{a[idx]:.6g}")
+
+
+def count_python_lines(fn: Callable, *args: Any, **kwargs: Any) -> tuple[Any, int]:
+    """Run ``fn`` and count the Python lines it executes outside installed libraries.
+
+    The count tells a loop over output positions (thousands of lines) from
+    vectorised code (a handful), whatever NumPy calls the student used.
+    """
+    library_roots = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
+    count = 0
+
+    def tracer(frame, event, arg):
+        nonlocal count
+        if frame.f_code.co_filename.startswith(library_roots):
+            return None  # do not trace inside NumPy, torch or the stdlib
+        if event == "line":
+            count += 1
+        return tracer
+
+    previous = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        result = fn(*args, **kwargs)
+    finally:
+        sys.settrace(previous)
+    return result, count
