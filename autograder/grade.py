@@ -2,6 +2,7 @@
 
     python -m autograder.grade                          # the bundled sample submissions
     python -m autograder.grade --submissions PATH       # a class: PATH/<student>/<assignment>/*.ipynb
+    python -m autograder.grade PATH                     # the same
         [--assignment A ...] [--workdir DIR] [--jobs N] [--timeout S] [--device cuda]
 
 Submissions are copied into ``<workdir>/submitted/`` (the originals are never
@@ -45,11 +46,9 @@ import nbformat
 from . import (
     CONFIG_FILE,
     COURSE_ID,
-    RELEASE_DIRNAME,
     SOURCE_DIRNAME,
     course_root,
     list_assignments,
-    nbgrader_command,
     nbgrader_env,
     run_nbgrader,
     source_notebooks,
@@ -237,7 +236,7 @@ def precheck(row: Row, subdir: Path, root: Path) -> Row:
         try:
             json.loads(text)
         except json.JSONDecodeError as e:
-            return row.fail(f"{name} is not valid JSON ({e.msg} at line {e.lineno} column {e.colno}): "
+            return row.fail(f"{name} is not valid JSON ({e.msg}: line {e.lineno} column {e.colno}): "
                             "the file is truncated or was edited outside Jupyter")
         try:
             nbformat.validate(nbformat.reads(text, as_version=4))
@@ -248,22 +247,42 @@ def precheck(row: Row, subdir: Path, root: Path) -> Row:
 
 
 # -------------------------------------------------------------------- running
+def _kill_tree(pid: int) -> None:
+    """Kill a process, its group and every descendant: jupyter_client starts each
+    kernel in a session of its own, which a process-group kill would miss."""
+    victims = []
+    try:
+        import psutil  # a dependency of ipykernel
+
+        victims = psutil.Process(pid).children(recursive=True)
+    except Exception:  # noqa: BLE001 - psutil missing or the process already gone
+        pass
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for v in victims:
+        try:
+            v.kill()
+        except Exception:  # noqa: BLE001 - already exited
+            pass
+
+
 def _run_logged(cmd: list[str], cwd: Path, env: dict, log_path: Path, timeout: float) -> tuple[int | None, str]:
     """Run ``cmd`` in its own process group; kill the group (kernels too) on time-out."""
+    t0 = time.monotonic()
     with open(log_path, "a", encoding="utf-8") as logf:
-        logf.write(f"$ {' '.join(cmd)}\n")
+        logf.write(f"$ {' '.join(cmd)}\n# started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
         logf.flush()
         proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdout=logf, stderr=subprocess.STDOUT,
                                 start_new_session=True)
         try:
             rc = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            _kill_tree(proc.pid)
             proc.wait()
             rc = None
+        logf.write(f"# exit status {rc} after {time.monotonic() - t0:.1f} s\n")
     return rc, log_path.read_text(encoding="utf-8", errors="replace")
 
 
@@ -282,22 +301,20 @@ def autograde_one(row: Row, workdir: Path, root: Path, env_extra: dict, timeout:
     log_path = logs / f"{row.assignment}.log"
     log_path.write_text("")
     env = nbgrader_env(root, env_extra)
-    common = [row.assignment, f"--student={row.student}", "--force", *_course_args(workdir)]
+    cmd = [sys.executable, "-m", "autograder._worker", str(workdir), row.assignment, row.student]
     for attempt in range(3):
-        rc, log = _run_logged(nbgrader_command("autograde", *common, root=root), workdir, env, log_path, timeout)
+        rc, log = _run_logged(cmd, workdir, env, log_path, timeout)
         if rc is None:
             row.seconds = time.monotonic() - t0
             return row.fail(f"autograde timed out after {timeout:.0f} s (log: {log_path})")
-        if rc == 0 or "database is locked" not in log:
+        if rc != 3 or "database is locked" not in log:
             break
         time.sleep(1 + attempt)  # concurrent sqlite writers: retry
-    if rc != 0:
+    if rc == 4:
+        row.error = f"feedback not generated: {_last_error(log)} (log: {log_path})"
+    elif rc != 0:
         row.seconds = time.monotonic() - t0
         return row.fail(f"nbgrader autograde failed: {_last_error(log)} (log: {log_path})")
-    rc, log = _run_logged(nbgrader_command("generate_feedback", *common, root=root), workdir, env, log_path,
-                          timeout)
-    if rc != 0:
-        row.error = f"feedback not generated: {_last_error(log)} (log: {log_path})"
     row.status = "autograded"
     row.seconds = time.monotonic() - t0
     return row
@@ -336,7 +353,7 @@ def read_scores(rows: list[Row], workdir: Path, root: Path) -> None:
                         row.fail("no submission in the gradebook after autograde")
                         continue
                     auto = auto_max = manual = pending = manual_max = 0.0
-                    timed_out = []
+                    timed_out, missing_tests = [], []
                     for snb in sub.notebooks:
                         kind = kinds[row.assignment].get(snb.name, {})
                         nb_path = workdir / "autograded" / row.student / row.assignment / f"{snb.name}.ipynb"
@@ -346,6 +363,8 @@ def read_scores(rows: list[Row], workdir: Path, root: Path) -> None:
                         timed_out += _timeouts_in(nb_path)
                         for g in snb.grades:
                             k, _ = kind.get(g.name, ("auto", 0))
+                            if k == "auto" and g.auto_score is None and g.manual_score is None:
+                                missing_tests.append(g.name)
                             if k == "auto":
                                 auto += g.score
                                 auto_max += g.max_score
@@ -359,7 +378,10 @@ def read_scores(rows: list[Row], workdir: Path, root: Path) -> None:
                         continue
                     row.auto_score, row.auto_max = auto, auto_max
                     row.manual_score, row.manual_pending, row.manual_max = manual, pending, manual_max
-                    if timed_out:
+                    if missing_tests:
+                        row.fail(f"test cell(s) {', '.join(missing_tests)} not run: missing from the submitted "
+                                 "notebook (deleted, or copied into a new notebook?)")
+                    elif timed_out:
                         row.fail(
                             f"cell(s) {', '.join(timed_out)} timed out or killed the kernel "
                             f"(COURSE_CELL_TIMEOUT; partial autograded score {_num(auto)}/{_num(auto_max)})"
@@ -441,10 +463,9 @@ def grade(
         shutil.rmtree(incoming, ignore_errors=True)
         expected: dict[tuple[str, str], float | None] = {}
         for a in targets:
-            committed = root / RELEASE_DIRNAME / a
-            rel_dir = root / RELEASE_DIRNAME if committed.is_dir() and any(committed.glob("*.ipynb")) \
-                else workdir / "release"
-            for s, e in samples_mod.build_samples(a, incoming, root, rel_dir).items():
+            # The release nbgrader just generated from solutions/ (what `make release`
+            # ships; tests/test_release.py checks the committed notebooks/ equal it).
+            for s, e in samples_mod.build_samples(a, incoming, root, workdir / "release").items():
                 expected[(s, a)] = e
         rows, graded = collect(incoming, targets, known, log)
         rows = [r for r in rows if r.status != "missing"]  # sample faults exist per assignment
@@ -533,6 +554,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--submissions", type=Path, metavar="PATH",
                     help="folder laid out as PATH/<student>/<assignment>/<notebook>.ipynb (never modified)")
+    ap.add_argument("submissions_pos", nargs="?", type=Path, metavar="PATH",
+                    help="same as --submissions PATH (so `make grade SUBMISSIONS=PATH` works)")
     ap.add_argument("--assignment", action="append", metavar="A", dest="assignments",
                     help="grade only this assignment (repeatable); default: all found")
     ap.add_argument("--workdir", type=Path, metavar="DIR",
@@ -545,6 +568,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="COURSE_DEVICE for the grading kernels (cpu, cuda, cuda:1, mps); default: automatic")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
+    if args.submissions_pos is not None:
+        if args.submissions is not None and args.submissions != args.submissions_pos:
+            ap.error("give the submissions folder once")
+        args.submissions = args.submissions_pos
 
     t0 = time.monotonic()
     try:

@@ -22,7 +22,6 @@ longer have a source are removed.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile

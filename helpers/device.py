@@ -104,9 +104,7 @@ def seed_everything(seed: int = 0) -> None:
     """Seed Python's ``random``, NumPy's global RNG and torch (CPU and every CUDA GPU)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)  # also seeds every CUDA device
-    if torch.cuda.is_available():
-        torch.cuda.manual_seed_all(seed)
+    torch.manual_seed(seed)  # seeds the CPU and every CUDA (and MPS) device
 
 
 def describe_device(device: torch.device | str) -> str:

@@ -1,0 +1,235 @@
+"""End-to-end autograding: the sample submissions get exactly their expected scores.
+
+The grader runs as a subprocess (``python -m autograder.grade``), exactly as the
+Makefile and an instructor run it, from a directory other than the course root.
+Each grading run happens once per module (they take tens of seconds).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import html
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from autograder import COURSE_ROOT, list_assignments, source_notebooks
+from autograder import samples
+
+FIXTURE_COURSE = Path(__file__).parent / "fixtures" / "course"
+ASSIGNMENTS = list_assignments(COURSE_ROOT)
+
+
+def run_grade(*args: str, cwd: Path, root: Path = COURSE_ROOT, timeout: float = 900):
+    return subprocess.run(
+        [sys.executable, "-m", "autograder.grade", "--no-progress", *args],
+        cwd=cwd, env={**os.environ, "COURSE_ROOT": str(root)},
+        capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def read_csv(path: Path) -> dict[tuple[str, str], dict]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return {(r["student"], r["assignment"]): r for r in csv.DictReader(f)}
+
+
+def visible_text(path: Path) -> str:
+    """The text a browser shows for an HTML file (tags removed, entities decoded)."""
+    raw = path.read_text(encoding="utf-8")
+    raw = re.sub(r"<(script|style)\b.*?</\1>", " ", raw, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", "", raw))
+
+
+def hidden_lines(src: Path) -> list[str]:
+    """Substantial lines of the hidden-test regions of a source notebook."""
+    lines = []
+    for cell in nbformat.read(src, as_version=4).cells:
+        inside = False
+        for ln in cell.source.splitlines():
+            if "BEGIN HIDDEN TESTS" in ln:
+                inside = True
+            elif "END HIDDEN TESTS" in ln:
+                inside = False
+            elif inside and len(ln.strip()) >= 20:
+                lines.append(ln.strip())
+    return lines
+
+
+# ------------------------------------------------------------ the real course
+@pytest.fixture(scope="module")
+def course_run(tmp_path_factory):
+    if not ASSIGNMENTS:
+        pytest.skip("no assignment in solutions/ yet")
+    workdir = tmp_path_factory.mktemp("grading")
+    proc = run_grade("--workdir", str(workdir), cwd=tmp_path_factory.mktemp("cwd"))
+    return proc, workdir
+
+
+def test_samples_run_succeeds(course_run):
+    proc, workdir = course_run
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "all samples graded as expected" in proc.stdout
+    assert str(workdir / "grades.csv") in proc.stdout
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_sample_scores(course_run, assignment):
+    _, workdir = course_run
+    rows = read_csv(workdir / "grades.csv")
+    ref = rows[("reference", assignment)]
+    assert ref["status"] == "graded" and float(ref["auto_score"]) == float(ref["auto_max"]) > 0
+    untouched = rows[("untouched", assignment)]
+    assert untouched["status"] == "graded" and float(untouched["auto_score"]) == 0
+    for student, fault in samples.FAULTS.get(assignment, {}).items():
+        row = rows[(student, assignment)]
+        assert row["status"] == "graded", row
+        assert float(row["auto_score"]) == fault.expected, row
+    bad = rows[("malformed", assignment)]
+    assert bad["status"] == "error" and bad["auto_score"] == "" and "not valid JSON" in bad["error"]
+
+
+def test_pooling_scores_are_the_documented_ones(course_run):
+    if "01_pooling" not in ASSIGNMENTS:
+        pytest.skip("01_pooling not written yet")
+    rows = read_csv(course_run[1] / "grades.csv")
+    got = {s: (r["status"], r["auto_score"], r["auto_max"]) for (s, a), r in rows.items() if a == "01_pooling"}
+    assert got == {
+        "reference": ("graded", "10", "10"),
+        "untouched": ("graded", "0", "10"),
+        "wrong_max_pool": ("graded", "8", "10"),
+        "malformed": ("error", "", "10"),
+    }
+    # The written answer (2 points) waits for a human unless left untouched.
+    assert rows[("reference", "01_pooling")]["manual_pending"] == "2"
+    assert rows[("untouched", "01_pooling")]["manual_pending"] == "0"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_feedback_hides_the_hidden_tests(course_run, assignment):
+    _, workdir = course_run
+    secrets = [ln for src in source_notebooks(assignment, COURSE_ROOT) for ln in hidden_lines(src)]
+    assert secrets, "the assignment should have hidden tests"
+    for student in ("reference", "untouched", *samples.FAULTS.get(assignment, {})):
+        for src in source_notebooks(assignment, COURSE_ROOT):
+            fb = workdir / "feedback" / student / assignment / f"{src.stem}.html"
+            assert fb.exists(), fb
+            text = visible_text(fb)
+            assert "HIDDEN TESTS" not in text
+            leaked = [s for s in secrets if s in text]
+            assert not leaked, f"{fb} shows hidden test lines: {leaked[:3]}"
+    assert not (workdir / "feedback" / "malformed").exists()
+
+
+# ---------------------------------------------------------- the fixture course
+@pytest.fixture(scope="module")
+def fixture_class(tmp_path_factory):
+    """A class of fixture submissions, graded with --submissions like a real one."""
+    root = tmp_path_factory.mktemp("fixture_course")
+    import shutil
+
+    shutil.copytree(FIXTURE_COURSE, root, dirs_exist_ok=True)
+    subs = tmp_path_factory.mktemp("submissions")
+    # The release, as students would get it, then the samples built from it.
+    r = subprocess.run([sys.executable, "-m", "autograder.release"], cwd=root,
+                       env={**os.environ, "COURSE_ROOT": str(root)}, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    samples.build_samples("00_fixture", subs, root)
+    src = nbformat.read(root / "solutions" / "00_fixture" / "00_fixture.ipynb", as_version=4)
+    student_nb = nbformat.read(root / "notebooks" / "00_fixture" / "00_fixture.ipynb", as_version=4)
+    crash = samples.fill_solutions(student_nb, src, {"mul": "import os\nos._exit(1)"})
+    (subs / "crasher" / "00_fixture").mkdir(parents=True)
+    nbformat.write(crash, subs / "crasher" / "00_fixture" / "00_fixture.ipynb")
+    (subs / "wrong_name" / "00_fixture").mkdir(parents=True)
+    nbformat.write(student_nb, subs / "wrong_name" / "00_fixture" / "homework.ipynb")
+    (subs / "reference" / "99_unknown").mkdir()
+
+    before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in subs.rglob("*") if p.is_file()}
+    workdir = tmp_path_factory.mktemp("fixture_grading")
+    proc = run_grade("--submissions", str(subs), "--workdir", str(workdir), "--jobs", "2",
+                     cwd=tmp_path_factory.mktemp("cwd"), root=root)
+    after = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in subs.rglob("*") if p.is_file()}
+    return proc, workdir, subs, root, before, after
+
+
+def test_class_grading_reports_every_submission(fixture_class):
+    proc, workdir, *_ = fixture_class
+    assert proc.returncode == 1, "errors in a class run give exit status 1"
+    rows = read_csv(workdir / "grades.csv")
+    got = {s: (r["status"], r["auto_score"]) for (s, _), r in rows.items()}
+    assert got == {
+        "reference": ("graded", "4"),
+        "untouched": ("graded", "0"),
+        "wrong_add": ("graded", "2"),
+        "malformed": ("error", ""),
+        "crasher": ("error", ""),
+        "wrong_name": ("error", ""),
+    }, proc.stdout
+    assert "00_fixture.ipynb not found in the submission (found: homework.ipynb)" in rows[("wrong_name", "00_fixture")]["error"]
+    assert "autograde" in rows[("crasher", "00_fixture")]["error"]
+    assert "99_unknown" in proc.stdout + proc.stderr  # unknown assignment folders are pointed out
+    # The table names the errors too.
+    table = proc.stdout
+    assert re.search(r"malformed\s+00_fixture\s+error", table)
+    assert rows[("reference", "00_fixture")]["manual_max"] == "1"
+
+
+def test_submissions_are_never_modified(fixture_class):
+    _, _, _, _, before, after = fixture_class
+    assert before == after
+
+
+def test_fixture_feedback_and_tracebacks(fixture_class):
+    _, workdir, *_ = fixture_class
+    auto = (workdir / "autograded" / "wrong_add" / "00_fixture" / "00_fixture.ipynb").read_text()
+    assert "FIXTURE_HIDDEN_SENTINEL_ADD" in auto  # the hidden tests did run
+    fb = visible_text(workdir / "feedback" / "wrong_add" / "00_fixture" / "00_fixture.html")
+    assert "FIXTURE_HIDDEN_SENTINEL" not in fb and "HIDDEN TESTS" not in fb
+    assert "add(1, 2) should be 3" in fb  # the assertion message is shown...
+    assert "Traceback" not in fb and "----> " not in fb  # ...as a minimal traceback
+
+
+def test_regrading_keeps_manual_grades(fixture_class, tmp_path):
+    """Re-running on the same work dir keeps the gradebook and its manual grades."""
+    _, workdir, subs, root, *_ = fixture_class
+    set_grade = (
+        "import sys, warnings\n"
+        "warnings.simplefilter('ignore')\n"
+        "from nbgrader.api import Gradebook\n"
+        "with Gradebook(sys.argv[1], 'cnn-design') as gb:\n"
+        "    g = gb.find_grade('written_why', '00_fixture', '00_fixture', 'reference')\n"
+        "    g.manual_score = 1.0\n"
+        "    gb.db.commit()\n"
+    )
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
+    r = subprocess.run([sys.executable, "-c", set_grade, f"sqlite:///{workdir / 'gradebook.db'}"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    only_ref = tmp_path / "subs"
+    import shutil
+
+    shutil.copytree(subs / "reference", only_ref / "reference")
+    proc = run_grade("--submissions", str(only_ref), "--workdir", str(workdir), "--assignment", "00_fixture",
+                     cwd=tmp_path, root=root)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    row = read_csv(workdir / "grades.csv")[("reference", "00_fixture")]
+    assert (row["status"], row["auto_score"], row["manual_max"]) == ("graded", "4", "1")
+    # nbgrader keeps the manual score and flags it for review after a regrade.
+    assert row["manual_pending"] == "1"
+
+
+def test_timeout_is_an_error(fixture_class, tmp_path):
+    _, workdir, subs, root, *_ = fixture_class
+    import shutil
+
+    shutil.copytree(subs / "untouched", tmp_path / "subs" / "untouched")
+    proc = run_grade("--submissions", str(tmp_path / "subs"), "--workdir", str(workdir), "--timeout", "1",
+                     cwd=tmp_path, root=root)
+    assert proc.returncode == 1
+    row = read_csv(workdir / "grades.csv")[("untouched", "00_fixture")]
+    assert row["status"] == "error" and "timed out" in row["error"]
