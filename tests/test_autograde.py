@@ -148,6 +148,10 @@ def fixture_class(tmp_path_factory):
     (subs / "wrong_name" / "00_fixture").mkdir(parents=True)
     nbformat.write(student_nb, subs / "wrong_name" / "00_fixture" / "homework.ipynb")
     (subs / "reference" / "99_unknown").mkdir()
+    deleted = samples.fill_solutions(student_nb, src)
+    deleted.cells = [c for c in deleted.cells if c.metadata.get("nbgrader", {}).get("grade_id") != "test_mul"]
+    (subs / "deleted_test" / "00_fixture").mkdir(parents=True)
+    nbformat.write(deleted, subs / "deleted_test" / "00_fixture" / "00_fixture.ipynb")
 
     before = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in subs.rglob("*") if p.is_file()}
     workdir = tmp_path_factory.mktemp("fixture_grading")
@@ -169,7 +173,9 @@ def test_class_grading_reports_every_submission(fixture_class):
         "malformed": ("error", ""),
         "crasher": ("error", ""),
         "wrong_name": ("error", ""),
+        "deleted_test": ("error", ""),
     }, proc.stdout
+    assert "test_mul" in rows[("deleted_test", "00_fixture")]["error"]
     assert "00_fixture.ipynb not found in the submission (found: homework.ipynb)" in rows[("wrong_name", "00_fixture")]["error"]
     assert "autograde" in rows[("crasher", "00_fixture")]["error"]
     assert "99_unknown" in proc.stdout + proc.stderr  # unknown assignment folders are pointed out
