@@ -95,6 +95,8 @@ class Row:
 
     def csv_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k in CSV_FIELDS}
+        if self.status != "graded":  # never a score that looks like a grade
+            d.update(auto_score=None, manual_score=None, manual_pending=None)
         if self.status == "graded":
             d["total_score"] = _num((self.auto_score or 0) + (self.manual_score or 0))
         else:
@@ -380,7 +382,8 @@ def read_scores(rows: list[Row], workdir: Path, root: Path) -> None:
                     row.manual_score, row.manual_pending, row.manual_max = manual, pending, manual_max
                     if missing_tests:
                         row.fail(f"test cell(s) {', '.join(missing_tests)} not run: missing from the submitted "
-                                 "notebook (deleted, or copied into a new notebook?)")
+                                 "notebook (deleted, or copied into a new notebook?); partial autograded score "
+                                 f"{_num(auto)}/{_num(auto_max)}")
                     elif timed_out:
                         row.fail(
                             f"cell(s) {', '.join(timed_out)} timed out or killed the kernel "

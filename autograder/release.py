@@ -30,6 +30,7 @@ from pathlib import Path
 import nbformat
 
 from . import RELEASE_DIRNAME, SOURCE_DIRNAME, course_root, list_assignments, run_nbgrader, source_notebooks
+from .solutions import grade_id
 
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS")
 KEEP_CELL_METADATA = ("nbgrader", "editable", "deletable", "tags", "jupyter")
@@ -97,10 +98,6 @@ def normalise(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 # ------------------------------------------------------------------------- leaks
-def _grade_id(cell) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-
-
 def _region_lines(source: str, begin: str, end: str) -> list[str]:
     """Lines strictly between ``### begin`` and ``### end`` markers."""
     out, inside = [], False
@@ -140,10 +137,10 @@ def find_leaks(source_nb, release_nb, release_path: Path | str = "") -> list[str
     for i, cell in enumerate(release_nb.cells):
         for m in MARKERS:
             if m in cell.source:
-                problems.append(f"{release_path}: cell {i} ({_grade_id(cell)}) contains the marker {m!r}")
-    released = {_grade_id(c): c for c in release_nb.cells if _grade_id(c)}
+                problems.append(f"{release_path}: cell {i} ({grade_id(cell)}) contains the marker {m!r}")
+    released = {grade_id(c): c for c in release_nb.cells if grade_id(c)}
     for cell in source_nb.cells:
-        gid = _grade_id(cell)
+        gid = grade_id(cell)
         if not gid or gid not in released:
             continue
         student_lines = {ln.strip() for ln in released[gid].source.splitlines()}
@@ -152,7 +149,7 @@ def find_leaks(source_nb, release_nb, release_path: Path | str = "") -> list[str
                 problems.append(f"{release_path}: cell {gid!r} leaks source line {s!r}")
     for i, cell in enumerate(release_nb.cells):
         if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None):
-            problems.append(f"{release_path}: cell {i} ({_grade_id(cell)}) has outputs or an execution count")
+            problems.append(f"{release_path}: cell {i} ({grade_id(cell)}) has outputs or an execution count")
     return problems
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import nbformat
 
 from . import RELEASE_DIRNAME, course_root, source_notebooks
+from .solutions import grade_id, is_solution, strip_markers
 
 
 @dataclass(frozen=True)
@@ -68,15 +69,6 @@ def max_pool_2d(x, kernel_size=2, stride=2):
 REFERENCE, UNTOUCHED, MALFORMED = "reference", "untouched", "malformed"
 
 
-def strip_markers(source: str) -> str:
-    """A source cell's text with the solution marker lines removed."""
-    lines = [ln for ln in source.splitlines() if "BEGIN SOLUTION" not in ln and "END SOLUTION" not in ln]
-    return "\n".join(lines)
-
-
-def _grade_id(cell) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
-
 
 def fill_solutions(release_nb, source_nb, replacements: dict[str, str] | None = None):
     """Copy of ``release_nb`` whose solution cells hold the source's solution.
@@ -85,14 +77,14 @@ def fill_solutions(release_nb, source_nb, replacements: dict[str, str] | None = 
     """
     release_nb = nbformat.from_dict(release_nb)  # deep copy
     solutions = {
-        _grade_id(c): strip_markers(c.source)
+        grade_id(c): strip_markers(c.source)
         for c in source_nb.cells
-        if c.get("metadata", {}).get("nbgrader", {}).get("solution") and _grade_id(c)
+        if is_solution(c) and grade_id(c)
     }
     replacements = dict(replacements or {})
     for cell in release_nb.cells:
-        gid = _grade_id(cell)
-        if cell.get("metadata", {}).get("nbgrader", {}).get("solution") and gid in solutions:
+        gid = grade_id(cell)
+        if is_solution(cell) and gid in solutions:
             cell.source = replacements.get(gid, solutions[gid])
     return release_nb
 
@@ -123,8 +115,8 @@ def build_samples(
     solution_ids: set[str] = set()
     for src_path in source_notebooks(assignment, root):
         source_nb = nbformat.read(src_path, as_version=4)
-        solution_ids |= {_grade_id(c) for c in source_nb.cells
-                         if c.get("metadata", {}).get("nbgrader", {}).get("solution")}
+        solution_ids |= {grade_id(c) for c in source_nb.cells
+                         if is_solution(c)}
         rel_path = release_dir / assignment / src_path.name
         release_text = rel_path.read_text(encoding="utf-8")
         release_nb = nbformat.reads(release_text, as_version=4)

@@ -12,7 +12,18 @@ import nbformat
 from . import course_root, source_notebooks
 
 
-def _strip_markers(source: str) -> str:
+def grade_id(cell) -> str | None:
+    """The nbgrader grade id of a cell, or None for an ordinary cell."""
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def is_solution(cell) -> bool:
+    """Whether nbgrader treats the cell as an answer cell."""
+    return bool(cell.get("metadata", {}).get("nbgrader", {}).get("solution"))
+
+
+def strip_markers(source: str) -> str:
+    """A source cell's text with the solution marker lines removed."""
     return "\n".join(line for line in source.splitlines()
                      if "BEGIN SOLUTION" not in line and "END SOLUTION" not in line)
 
@@ -22,9 +33,8 @@ def solution_sources(assignment: str, root: Path | None = None) -> dict[str, str
     sources: dict[str, str] = {}
     for path in source_notebooks(assignment, root):
         for cell in nbformat.read(path, as_version=4).cells:
-            meta = cell.get("metadata", {}).get("nbgrader", {})
-            if meta.get("solution") and meta.get("grade_id"):
-                sources[meta["grade_id"]] = _strip_markers(cell.source)
+            if is_solution(cell) and grade_id(cell):
+                sources[grade_id(cell)] = strip_markers(cell.source)
     return sources
 
 
