@@ -64,6 +64,23 @@ def max_pool_2d(x, kernel_size=2, stride=2):
             },
         ),
     },
+    "02_stride": {
+        "wrong_output_size": Fault(
+            note="compute_output_size forgets the + 1 that counts the window at position 0",
+            expected=5,
+            cells={
+                "compute_output_size": '''\
+def compute_output_size(input_size, kernel_size, stride=1, padding=0, dilation=1, ceil_mode=False):
+    """Output size along one axis (buggy: forgets the + 1 that counts the first window)."""
+    room = input_size + 2 * padding - dilation * (kernel_size - 1) - 1
+    size = math.ceil(room / stride) if ceil_mode else room // stride   # BUG: no + 1
+    if size < 1:
+        raise ValueError("the kernel does not fit in the input")
+    return size
+''',
+            },
+        ),
+    },
 }
 
 REFERENCE, UNTOUCHED, MALFORMED = "reference", "untouched", "malformed"

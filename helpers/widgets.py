@@ -132,13 +132,8 @@ def kernel_slider_explorer(max_input: int = 12, max_kernel: int = 5) -> widgets.
     The left grid is the zero-padded input: orange cells are the taps of one window, dots mark
     where every window starts. The right grid is the output. Sizes come from PyTorch's conv2d.
     """
-    def show(input_size: int, kernel_size: int, stride: int, padding: int, dilation: int,
-             position: int) -> None:
-        draw_kernel_positions(input_size, kernel_size, stride, padding, dilation, position)
-        plt.show()
-
-    return widgets.interactive(
-        show,
+    return figure_explorer(
+        draw_kernel_positions,
         input_size=widgets.IntSlider(value=7, min=1, max=max_input, description="input"),
         kernel_size=widgets.IntSlider(value=3, min=1, max=max_kernel, description="kernel"),
         stride=widgets.IntSlider(value=2, min=1, max=4, description="stride"),

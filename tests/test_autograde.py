@@ -94,20 +94,36 @@ def test_sample_scores(course_run, assignment):
     assert bad["status"] == "error" and bad["auto_score"] == "" and "not valid JSON" in bad["error"]
 
 
-def test_pooling_scores_are_the_documented_ones(course_run):
-    if "01_pooling" not in ASSIGNMENTS:
-        pytest.skip("01_pooling not written yet")
-    rows = read_csv(course_run[1] / "grades.csv")
-    got = {s: (r["status"], r["auto_score"], r["auto_max"]) for (s, a), r in rows.items() if a == "01_pooling"}
-    assert got == {
+# The exact (status, autograded score, autograded max) of every sample, per assignment.
+# A new notebook adds its row here and its fault in autograder/samples.py.
+EXPECTED_SCORES = {
+    "01_pooling": {
         "reference": ("graded", "10", "10"),
         "untouched": ("graded", "0", "10"),
         "wrong_max_pool": ("graded", "8", "10"),
         "malformed": ("error", "", "10"),
-    }
+    },
+    "02_stride": {
+        "reference": ("graded", "8", "8"),
+        "untouched": ("graded", "0", "8"),
+        "wrong_output_size": ("graded", "5", "8"),
+        "malformed": ("error", "", "8"),
+    },
+}
+
+
+def test_every_assignment_has_expected_scores():
+    assert set(ASSIGNMENTS) <= set(EXPECTED_SCORES), "add the new notebook to EXPECTED_SCORES"
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_scores_are_the_documented_ones(course_run, assignment):
+    rows = read_csv(course_run[1] / "grades.csv")
+    got = {s: (r["status"], r["auto_score"], r["auto_max"]) for (s, a), r in rows.items() if a == assignment}
+    assert got == EXPECTED_SCORES[assignment]
     # The written answer (2 points) waits for a human unless left untouched.
-    assert rows[("reference", "01_pooling")]["manual_pending"] == "2"
-    assert rows[("untouched", "01_pooling")]["manual_pending"] == "0"
+    assert rows[("reference", assignment)]["manual_pending"] == "2"
+    assert rows[("untouched", assignment)]["manual_pending"] == "0"
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)

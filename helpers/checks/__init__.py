@@ -7,10 +7,12 @@ from .core import CheckFailed
 from .pooling import (check_avg_pool_2d, check_avg_pool_2d_vectorized,
                       check_global_average_pooling, check_max_pool_2d,
                       check_max_pool_2d_vectorized)
+from .stride import check_compute_network_sizes, check_compute_output_size, check_trace_shapes
 
 __all__ = [
     "CheckFailed",
     "check_max_pool_2d", "check_avg_pool_2d",
     "check_max_pool_2d_vectorized", "check_avg_pool_2d_vectorized",
     "check_global_average_pooling",
+    "check_compute_output_size", "check_compute_network_sizes", "check_trace_shapes",
 ]
