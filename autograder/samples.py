@@ -81,6 +81,29 @@ def compute_output_size(input_size, kernel_size, stride=1, padding=0, dilation=1
             },
         ),
     },
+    "03_vgg": {
+        "wrong_vgg_block": Fault(
+            note="VGGBlock forgets the 2x2 max pool at the end of the block",
+            expected=4,
+            cells={
+                "vgg_block": '''\
+class VGGBlock(nn.Module):
+    """num_convs 3x3 convolutions with ReLU, then a 2x2 max pool (buggy: no pool)."""
+
+    def __init__(self, in_channels, out_channels, num_convs):
+        super().__init__()
+        layers = []
+        for i in range(num_convs):
+            layers.append(nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1))
+            layers.append(nn.ReLU(inplace=True))
+        self.layers = nn.Sequential(*layers)  # BUG: the block should end with nn.MaxPool2d(2, 2)
+
+    def forward(self, x):
+        return self.layers(x)
+''',
+            },
+        ),
+    },
 }
 
 REFERENCE, UNTOUCHED, MALFORMED = "reference", "untouched", "malformed"

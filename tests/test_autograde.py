@@ -109,6 +109,12 @@ EXPECTED_SCORES = {
         "wrong_output_size": ("graded", "5", "8"),
         "malformed": ("error", "", "8"),
     },
+    "03_vgg": {
+        "reference": ("graded", "6", "6"),
+        "untouched": ("graded", "0", "6"),
+        "wrong_vgg_block": ("graded", "4", "6"),
+        "malformed": ("error", "", "6"),
+    },
 }
 
 
