@@ -10,6 +10,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from helpers.checks.stride import torch_output_size
+
 
 def pool_image(image: np.ndarray, mode: str, kernel_size: int, stride: int) -> np.ndarray:
     """Pool a (H, W) image with PyTorch's max or average pooling."""
@@ -73,11 +75,9 @@ def pooling_explorer(image: np.ndarray, max_kernel: int = 16) -> widgets.Widget:
 def conv_output_size(input_size: int, kernel_size: int, stride: int, padding: int,
                      dilation: int = 1) -> int:
     """PyTorch's output size of a square convolution, or 0 when it gives no output."""
-    x = torch.zeros(1, 1, input_size, input_size)                     # (N, C, H, W)
-    weight = torch.zeros(1, 1, kernel_size, kernel_size)
     try:
-        return F.conv2d(x, weight, stride=stride, padding=padding, dilation=dilation).shape[-1]
-    except RuntimeError:
+        return torch_output_size(input_size, kernel_size, stride, padding, dilation, layer="conv")
+    except ValueError:
         return 0
 
 
