@@ -19,6 +19,9 @@ from helpers.checks.stride import (ReshapeBugNet, TwoPathNet, check_compute_netw
                                    compare_trace, compare_trace_printout, expect_network_error,
                                    likely_bug, random_configs, small_cnn, torch_output_size)
 
+# The checks are tested as nbgrader runs them: an untouched stub raises.
+pytestmark = pytest.mark.usefixtures("grading_mode")
+
 SOLUTIONS = load_solutions("02_stride", ["compute_output_size", "compute_network_sizes", "trace_shapes"],
                            {"math": math, "torch": torch, "nn": nn})
 compute_output_size = SOLUTIONS["compute_output_size"]

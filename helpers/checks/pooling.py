@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import (CheckFailed, assert_dtype, assert_shape, assert_values_close,
+from .core import (CheckFailed, NotAttempted, assert_dtype, assert_shape, assert_values_close,
                    call_student, count_python_lines, passed, require_ndarray,
-                   require_tensor)
+                   require_tensor, student_check)
 
 POOL_SHAPE_HINT = ("Check the output-size formula: out = (size - kernel_size) // stride + 1 "
                    "for each spatial axis, and keep the channel axis when the input has one.")
@@ -77,8 +77,7 @@ def check_rejects_oversized_window(fn: Callable, what: str | None = None) -> Non
     try:
         fn(x, kernel_size=5, stride=1)
     except NotImplementedError:
-        raise CheckFailed(what, "not attempted yet.",
-                          hint="Replace the `raise NotImplementedError(...)` line first.") from None
+        raise NotAttempted(what) from None
     except ValueError:
         return
     except Exception as exc:  # noqa: BLE001
@@ -124,22 +123,26 @@ def _check_vectorised(fn: Callable, what: str) -> None:
                                "its last two axes.")
 
 
+@student_check
 def check_max_pool_2d(fn: Callable) -> None:
     _check_pool(fn, "max", "max_pool_2d")
     passed("max_pool_2d", f"{len(VISIBLE_CASES)} cases agree with torch's max_pool2d")
 
 
+@student_check
 def check_avg_pool_2d(fn: Callable) -> None:
     _check_pool(fn, "avg", "avg_pool_2d")
     passed("avg_pool_2d", f"{len(VISIBLE_CASES)} cases agree with torch's avg_pool2d")
 
 
+@student_check
 def check_max_pool_2d_vectorized(fn: Callable) -> None:
     _check_pool(fn, "max", "max_pool_2d_vectorized")
     _check_vectorised(fn, "max_pool_2d_vectorized")
     passed("max_pool_2d_vectorized", "matches torch and runs without a loop over positions")
 
 
+@student_check
 def check_avg_pool_2d_vectorized(fn: Callable) -> None:
     _check_pool(fn, "avg", "avg_pool_2d_vectorized")
     _check_vectorised(fn, "avg_pool_2d_vectorized")
@@ -189,6 +192,7 @@ def compare_global_average_pooling(cls: type, shape: tuple, *, dtype=torch.float
                         hint="Each input value should receive gradient 1 / (H * W).")
 
 
+@student_check
 def check_global_average_pooling(cls: type) -> None:
     from helpers.device import get_device
     device = get_device()

@@ -29,7 +29,7 @@ from torch import nn
 
 from helpers.inspection import trace_shapes as trusted_trace_shapes
 
-from .core import CheckFailed, NOT_ATTEMPTED_HINT, call_student, passed
+from .core import CheckFailed, NotAttempted, call_student, passed, student_check
 
 OUTPUT_SIZE = "compute_output_size"
 NETWORK_SIZES = "compute_network_sizes"
@@ -181,7 +181,7 @@ def expect_no_output_error(fn: Callable, config: dict, what: str = OUTPUT_SIZE) 
     try:
         result = fn(*args, **kwargs)
     except NotImplementedError:
-        raise CheckFailed(what, "not attempted yet.", hint=NOT_ATTEMPTED_HINT) from None
+        raise NotAttempted(what) from None
     except ValueError:
         return
     except Exception as exc:  # noqa: BLE001 - any other error becomes feedback
@@ -222,6 +222,7 @@ VISIBLE_NO_OUTPUT_CASES = [
 ]
 
 
+@student_check
 def check_compute_output_size(fn: Callable) -> None:
     for config in VISIBLE_OUTPUT_CASES:
         compare_output_size(fn, config)
@@ -305,7 +306,7 @@ def expect_network_error(fn: Callable, input_size: int, layers: list[dict],
         try:
             result = fn(input_size, copy.deepcopy(layers))
         except NotImplementedError:
-            raise CheckFailed(what, "not attempted yet.", hint=NOT_ATTEMPTED_HINT) from None
+            raise NotAttempted(what) from None
         except ValueError:
             return
         except Exception as exc:  # noqa: BLE001
@@ -356,6 +357,7 @@ VISIBLE_NETWORKS = [
 VISIBLE_BROKEN_NETWORK = (8, [{"kernel_size": 3}, POOL2, {"kernel_size": 5}])   # 8 -> 6 -> 3 -> none
 
 
+@student_check
 def check_compute_network_sizes(fn: Callable) -> None:
     for input_size, layers in VISIBLE_NETWORKS:
         compare_network_sizes(fn, input_size, layers)
@@ -535,7 +537,7 @@ def check_trace_cleans_up_on_error(fn: Callable, model: nn.Module, input_shape: 
             with contextlib.redirect_stdout(printed):
                 fn(model, input_shape, verbose=True)
         except NotImplementedError:
-            raise CheckFailed(what, "not attempted yet.", hint=NOT_ATTEMPTED_HINT) from None
+            raise NotAttempted(what) from None
         except Exception:  # noqa: BLE001 - any error is the right outcome here
             pass
         else:
@@ -554,6 +556,7 @@ def check_trace_cleans_up_on_error(fn: Callable, model: nn.Module, input_shape: 
                                "printout shows how far the forward pass got before it failed.")
 
 
+@student_check
 def check_trace_shapes(fn: Callable) -> None:
     torch.manual_seed(0)
     compare_trace(fn, small_cnn(), (2, 3, 32, 32))

@@ -31,7 +31,8 @@ from helpers.inspection import count_parameters
 from helpers.transplant import (TransplantError, copy_weights_by_order, first_divergence,
                                 randomize_batchnorm_)
 
-from .core import CheckFailed, assert_shape, assert_values_close, call_student, passed, require_tensor
+from .core import (CheckFailed, assert_shape, assert_values_close, call_student, passed,
+                   require_tensor, student_check)
 
 #: torchvision's VGG-16 configuration ("D" in the VGG paper).
 VGG16_CONFIG = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
@@ -130,6 +131,7 @@ def require_module(value: Any, what: str) -> nn.Module:
     return value
 
 
+@student_check
 def check_parameter_count(model: nn.Module, expected: int, what: str, *, hint: str | None = None,
                           verbose: bool = False) -> None:
     """Fail unless ``model`` has exactly ``expected`` parameters (works on the meta device too)."""
@@ -144,6 +146,7 @@ def check_parameter_count(model: nn.Module, expected: int, what: str, *, hint: s
         passed(what, f"{got:,} parameters")
 
 
+@student_check
 def check_matches_torchvision(student_model: nn.Module, reference_model: nn.Module,
                               input_shape: Sequence[int], what: str, *, seed: int = 0,
                               verbose: bool = False) -> float:
@@ -233,6 +236,7 @@ VGG_BLOCK_CASES = [
 ]
 
 
+@student_check
 def check_vgg_block(cls: type) -> None:
     for i, (c_in, c_out, n, shape) in enumerate(VGG_BLOCK_CASES):
         compare_vgg_block(cls, c_in, c_out, n, shape, seed=i)
@@ -293,6 +297,7 @@ VGG_CASES = [
 ]
 
 
+@student_check
 def check_vgg(cls: type) -> None:
     for i, case in enumerate(VGG_CASES):
         compare_vgg(cls, *case, seed=i)
@@ -319,6 +324,7 @@ def compare_vgg16(fn: Callable, num_classes: int, input_shape: Sequence[int], se
     check_matches_torchvision(model, reference, input_shape, what, seed=seed)
 
 
+@student_check
 def check_vgg16(fn: Callable) -> None:
     """VGG16() has torchvision's 138,357,544 parameters and its logits on a 224x224 image."""
     what = "VGG16"
