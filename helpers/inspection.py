@@ -87,8 +87,54 @@ def count_flops(model: nn.Module, inputs: InputSpec, device: torch.device | str 
 
 
 def count_macs(model: nn.Module, inputs: InputSpec, device: torch.device | str | None = None) -> int:
-    """Multiply-accumulate operations of one forward pass (``count_flops // 2``)."""
+    """Multiply-accumulate operations (MACs) of one forward pass: ``count_flops // 2``.
+
+    Papers and torchvision's weight metadata (its ``"GFLOPS"`` field) quote
+    MACs under the name FLOPs: VGG-16 "15.5 GFLOPs" is 15.5 G MACs, 31 G FLOPs.
+    """
     return count_flops(model, inputs, device) // 2
+
+
+def layer_shapes(model: nn.Module, inputs: InputSpec,
+                 device: torch.device | str | None = None) -> list[tuple[str, str, tuple[int, ...], int]]:
+    """``(name, type, output shape, parameters)`` of every layer call, by symbolic tracing.
+
+    Uses ``torch.fx`` shape propagation (not forward hooks), so a model whose
+    ``forward`` has data-dependent Python control flow cannot be traced.
+    """
+    from torch.fx import symbolic_trace
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    x = _make_input(model, inputs, device)
+    graph = symbolic_trace(model)
+    with eval_mode(graph):
+        ShapeProp(graph).propagate(x)
+    rows = []
+    for node in graph.graph.nodes:
+        if node.op != "call_module":
+            continue
+        module = graph.get_submodule(node.target)
+        meta = node.meta.get("tensor_meta")
+        shape = tuple(meta.shape) if hasattr(meta, "shape") else ()
+        rows.append((str(node.target), type(module).__name__, shape,
+                     sum(p.numel() for p in module.parameters())))
+    return rows
+
+
+def shape_table(model: nn.Module, inputs: InputSpec, device: torch.device | str | None = None) -> str:
+    """A text table of :func:`layer_shapes`: layer, type, output shape, parameters, and a total."""
+    rows = [(name, kind, str(shape), f"{params:,}")
+            for name, kind, shape, params in layer_shapes(model, inputs, device)]
+    header = ("Layer", "Type", "Output shape", "Params")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(cell.rjust(w) if i == 3 else cell.ljust(w)
+                         for i, (cell, w) in enumerate(zip(cells, widths))).rstrip()
+
+    rule = "-" * len(line(header))
+    return "\n".join([line(header), rule, *map(line, rows), rule,
+                      f"Total parameters: {count_parameters(model):,}"])
 
 
 @dataclass

@@ -148,3 +148,26 @@ def test_format_trace() -> None:
     assert lines[0].split() == ["Layer", "Type", "Output", "shape", "Params"]
     assert any("Linear" in line and "(1, 10)" in line and "2,890" in line for line in lines)
     assert lines[-1] == "Total parameters in traced layers: 3,130"
+
+
+def test_layer_shapes_agree_with_running_the_layers():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 6 * 6, 10))
+    from helpers.inspection import layer_shapes, shape_table
+    rows = layer_shapes(model, (2, 3, 8, 8))
+    x, expected = torch.zeros(2, 3, 8, 8), []
+    for name, layer in model.named_children():
+        x = layer(x)
+        expected.append((name, type(layer).__name__, tuple(x.shape),
+                         sum(p.numel() for p in layer.parameters())))
+    assert rows == expected
+    table = shape_table(model, (2, 3, 8, 8))
+    assert "(2, 8, 6, 6)" in table and "Total parameters: 3,114" in table
+
+
+def test_count_macs_is_half_the_flops_and_matches_torchvision_metadata():
+    import torchvision
+    from helpers.inspection import count_macs
+    model = torchvision.models.resnet18()
+    macs = count_macs(model, (1, 3, 224, 224))
+    # torchvision's "GFLOPS" metadata (meta["_ops"]) for resnet18 is 1.814: multiply-adds.
+    assert round(macs / 1e9, 3) == torchvision.models.ResNet18_Weights.DEFAULT.meta["_ops"]
