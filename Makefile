@@ -10,6 +10,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.course-installed
+TEST_STAMP := $(VENV)/.dev-installed
 PORT   ?= 8888
 SUBMISSIONS ?=
 LAB_ARGS ?=
@@ -43,7 +44,11 @@ formgrade: $(STAMP)
 		$(VENV)/bin/jupyter lab --no-browser --port=$(PORT) --notebook-dir=$(CURDIR) \
 		--LabApp.default_url=/formgrader $(ROOT_FLAG) $(LAB_ARGS)
 
-test: $(STAMP)
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[course,dev]"
+	touch $(TEST_STAMP)
+
+test: $(TEST_STAMP)
 	$(PY) -m pytest
 
 release: $(STAMP)
