@@ -44,7 +44,7 @@ FAULTS: dict[str, dict[str, Fault]] = {
     "01_pooling": {
         "wrong_max_pool": Fault(
             note="max_pool_2d averages each window instead of taking its maximum",
-            expected=8,
+            expected=10,
             cells={
                 "max_pool_2d": '''\
 def max_pool_2d(x, kernel_size=2, stride=2):

@@ -98,10 +98,10 @@ def test_sample_scores(course_run, assignment):
 # A new notebook adds its row here and its fault in autograder/samples.py.
 EXPECTED_SCORES = {
     "01_pooling": {
-        "reference": ("graded", "10", "10"),
-        "untouched": ("graded", "0", "10"),
-        "wrong_max_pool": ("graded", "8", "10"),
-        "malformed": ("error", "", "10"),
+        "reference": ("graded", "12", "12"),
+        "untouched": ("graded", "0", "12"),
+        "wrong_max_pool": ("graded", "10", "12"),
+        "malformed": ("error", "", "12"),
     },
     "02_stride": {
         "reference": ("graded", "8", "8"),

@@ -6,7 +6,7 @@ raises :class:`CheckFailed` (expected, got, hint) when it is not.
 from .core import CheckFailed
 from .pooling import (check_avg_pool_2d, check_avg_pool_2d_vectorized,
                       check_global_average_pooling, check_max_pool_2d,
-                      check_max_pool_2d_vectorized)
+                      check_max_pool_2d_backward, check_max_pool_2d_vectorized)
 from .stride import check_compute_network_sizes, check_compute_output_size, check_trace_shapes
 from .vgg import (check_matches_torchvision, check_parameter_count, check_vgg, check_vgg16,
                   check_vgg_block)
@@ -15,6 +15,7 @@ __all__ = [
     "CheckFailed",
     "check_max_pool_2d", "check_avg_pool_2d",
     "check_max_pool_2d_vectorized", "check_avg_pool_2d_vectorized",
+    "check_max_pool_2d_backward",
     "check_global_average_pooling",
     "check_compute_output_size", "check_compute_network_sizes", "check_trace_shapes",
     "check_vgg_block", "check_vgg", "check_vgg16",

@@ -1,8 +1,9 @@
 """Checks for notebook 01 (pooling).
 
 The reference is PyTorch itself: ``torch.nn.functional.max_pool2d`` and
-``avg_pool2d`` computed in float64 are the oracle every answer is compared
-against, so no reference solution ships with the course.
+``avg_pool2d`` computed in float64, and ``torch.autograd`` through them for the
+backward pass, are the oracle every answer is compared against, so no
+reference solution ships with the course.
 """
 from __future__ import annotations
 
@@ -23,10 +24,12 @@ MODE_HINTS = {
     "max": "Each output value is the largest value of its window: np.max over the window.",
     "avg": "Each output value is the mean of its window: np.mean over the window.",
 }
-# A loop over output positions runs its body thousands of times on the
-# (2, 64, 64) input used below; vectorised code runs a few dozen lines at most
-# (a loop over the kernel_size**2 window offsets is fine).
-MAX_VECTORISED_LINES = 200
+# The loop detector runs the function on two input sizes with the same kernel
+# and stride. Vectorised code runs the same Python lines whatever the size (a
+# loop over the kernel_size**2 window offsets or over channels is fine); a
+# loop over output rows or positions runs more lines on the larger input.
+VECTORISED_SIZES = (16, 64)
+VECTORISED_SLACK = 10          # lines the larger input may add (a branch or two)
 
 
 def reference_pool(x: np.ndarray, mode: str, kernel_size: int, stride: int) -> np.ndarray:
@@ -108,19 +111,26 @@ def _check_pool(fn: Callable, mode: str, what: str) -> None:
 
 
 def _check_vectorised(fn: Callable, what: str) -> None:
-    x = np.random.default_rng(0).standard_normal((2, 64, 64))
-    try:
-        _, lines = count_python_lines(fn, x, kernel_size=2, stride=2)
-    except Exception:  # noqa: BLE001 - value errors were reported by _check_pool
-        return
-    if lines > MAX_VECTORISED_LINES:
-        raise CheckFailed(what, "the function still loops in Python over output positions.",
-                          expected=f"at most {MAX_VECTORISED_LINES} Python lines run on a "
-                                   "(2, 64, 64) input",
-                          got=f"{lines} lines run",
-                          hint="Let NumPy visit the windows: build a window view with "
-                               "np.lib.stride_tricks.sliding_window_view, then reduce over "
-                               "its last two axes.")
+    rng = np.random.default_rng(0)
+    lines = {}
+    for size in VECTORISED_SIZES:
+        x = rng.standard_normal((2, size, size))
+        # call_student runs inside the trace: its own few lines are the same on both
+        # sizes, and any exception of the student's code is reported, not hidden.
+        _, lines[size] = count_python_lines(call_student, fn, x, what=what,
+                                            kernel_size=2, stride=2)
+    small, large = VECTORISED_SIZES
+    if lines[large] > lines[small] + VECTORISED_SLACK:
+        raise CheckFailed(what, "the function still loops in Python over output positions: "
+                                "it runs more Python lines on a larger input.",
+                          expected=f"the same number of Python lines on a (2, {small}, {small}) "
+                                   f"and a (2, {large}, {large}) input (kernel_size=2, stride=2)",
+                          got=f"{lines[small]} lines on ({small}, {small}), "
+                              f"{lines[large]} lines on ({large}, {large})",
+                          hint="Let NumPy visit the windows: look up "
+                               "np.lib.stride_tricks.sliding_window_view. A loop over the "
+                               "kernel_size x kernel_size offsets inside a window is allowed, "
+                               "a loop over output rows or columns is not.")
 
 
 @student_check
@@ -152,6 +162,167 @@ def check_avg_pool_2d_vectorized(fn: Callable) -> None:
 def check_vectorised(fn: Callable, what: str | None = None) -> None:
     """Public form of the loop detector, for hidden tests."""
     _check_vectorised(fn, what or getattr(fn, "__name__", "your function"))
+
+
+# ---- the backward pass of max pooling ----
+
+BACKWARD_WHAT = "max_pool_2d_backward"
+
+
+def _as_batch(a: np.ndarray) -> torch.Tensor:
+    """A (H, W) or (C, H, W) array as a float64 (1, C, H, W) tensor."""
+    t = torch.from_numpy(np.array(a, dtype=np.float64))
+    return t[None] if t.ndim == 3 else t[None, None]
+
+
+def reference_pool_backward(x: np.ndarray, grad_output: np.ndarray, mode: str,
+                            kernel_size: int, stride: int) -> np.ndarray:
+    """``torch.autograd``'s gradient of max or average pooling with respect to ``x``, in float64."""
+    leaf = _as_batch(x).requires_grad_(True)
+    pool = F.max_pool2d if mode == "max" else F.avg_pool2d
+    out = pool(leaf, kernel_size, stride)
+    out.backward(_as_batch(grad_output).reshape(out.shape))
+    grad = leaf.grad[0]
+    return (grad if x.ndim == 3 else grad[0]).numpy()
+
+
+def pooled_shape(shape: tuple, kernel_size: int, stride: int) -> tuple:
+    h, w = shape[-2:]
+    return tuple(shape[:-2]) + ((h - kernel_size) // stride + 1, (w - kernel_size) // stride + 1)
+
+
+def _close(a: np.ndarray, b: np.ndarray, rtol: float) -> bool:
+    return a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=rtol))
+
+
+def _backward_mistake(result: np.ndarray, x: np.ndarray, grad_output: np.ndarray,
+                      expected: np.ndarray, kernel_size: int, stride: int, ties: bool,
+                      rtol: float) -> tuple[str, str] | None:
+    """(problem, hint) for a recognised wrong answer, from PyTorch's own gradients."""
+    got = result.astype(np.float64)
+    if _close(got, reference_pool_backward(x, grad_output, "avg", kernel_size, stride), rtol):
+        return ("the gradient is spread evenly over each window, as average pooling's "
+                "backward pass does.",
+                "Only the input that was the window's maximum in the forward pass affected "
+                "the output, so it alone receives that window's gradient; every other input "
+                "of the window gets 0.")
+    # How many windows choose each input as their maximum (PyTorch's own count).
+    chosen = reference_pool_backward(x, np.ones(pooled_shape(x.shape, kernel_size, stride)),
+                                     "max", kernel_size, stride)
+    if _close(got, chosen, rtol):
+        return ("each maximum received 1 instead of its window's value of grad_output.",
+                "Route the value grad_output[..., i, j] of window (i, j), not a constant.")
+    shared = chosen >= 2
+    if shared.any() and _close(got[~shared], expected[~shared], rtol):
+        return ("an input that is the maximum of several overlapping windows did not receive "
+                "the sum of their gradients.",
+                "When stride < kernel_size, windows overlap and one input can be the maximum "
+                "of several of them: add each window's gradient to grad_input (+=) instead "
+                "of overwriting it.")
+    if ties and np.any(got[chosen == 0] != 0):
+        return ("in a window whose maximum occurs more than once, the gradient went to a "
+                "position PyTorch does not choose.",
+                "On a tie, PyTorch sends the whole gradient to the first maximum in row-major "
+                "order (top row first, then left to right), which is the one np.argmax "
+                "returns for the flattened window; the other tied positions get 0.")
+    if np.any(got[chosen == 0] != 0):
+        return ("some inputs that are no window's maximum received a gradient.",
+                "Find the row and column of each window's maximum inside the window, then "
+                "add the window's offset (i * stride, j * stride) to get its position in x.")
+    return None
+
+
+def compare_max_pool_backward(fn: Callable, shape: tuple, kernel_size: int | None = None,
+                              stride: int | None = None, *, seed: int = 0, dtype=np.float64,
+                              ties: bool = False, what: str = BACKWARD_WHAT) -> None:
+    """Run ``fn(x, grad_output, ...)`` and compare with ``torch.autograd`` on ``F.max_pool2d``.
+
+    ``ties=True`` draws x from {0, 1, 2}, so many windows have a tied maximum.
+    ``kernel_size``/``stride`` of None means: rely on the defaults, 2 and 2.
+    """
+    rng = np.random.default_rng(seed)
+    x = (rng.integers(0, 3, shape) if ties else rng.standard_normal(shape)).astype(dtype)
+    k = 2 if kernel_size is None else kernel_size
+    s = 2 if stride is None else stride
+    grad_output = rng.standard_normal(pooled_shape(shape, k, s)).astype(dtype)
+    x_before, g_before = x.copy(), grad_output.copy()
+    kwargs = {}
+    if kernel_size is not None:
+        kwargs["kernel_size"] = kernel_size
+    if stride is not None:
+        kwargs["stride"] = stride
+    result = require_ndarray(call_student(fn, x, grad_output, what=what, **kwargs), what)
+    context = (f"input shape {shape}, kernel_size={k}, stride={s}"
+               + (", many tied maxima" if ties else ""))
+    if not (np.array_equal(x, x_before) and np.array_equal(grad_output, g_before)):
+        raise CheckFailed(what, "the function changed x or grad_output.",
+                          hint="Allocate grad_input as a new array (np.zeros_like(x)) and "
+                               "write only into it.")
+    assert_shape(result.shape, x.shape, what,
+                 hint=f"grad_input has exactly the shape of x, channel axis included. "
+                      f"(Case: {context}.)")
+    assert_dtype(result.dtype, x.dtype, what)
+    expected = reference_pool_backward(x, grad_output, "max", k, s)
+    rtol = 1e-5 if dtype == np.float32 else 1e-10
+    try:
+        assert_values_close(result, expected.astype(dtype), what, rtol=rtol, atol=rtol,
+                            context=context,
+                            hint="Each window's gradient goes to the position of its maximum "
+                                 "in x; all other positions get 0.")
+    except CheckFailed as failure:
+        mistake = _backward_mistake(result, x, grad_output, expected, k, s, ties, rtol)
+        if mistake is None:
+            raise
+        problem, hint = mistake
+        raise CheckFailed(what, f"{problem} (Case: {context}.)", expected=failure.expected,
+                          got=failure.got, hint=hint) from None
+
+
+def check_rejects_wrong_grad_shape(fn: Callable, what: str = BACKWARD_WHAT) -> None:
+    """A grad_output that is not the pooled shape must raise ValueError."""
+    x = np.zeros((3, 6, 6))
+    for shape in [(3, 2, 2), (3, 3)]:             # pooled shape is (3, 3, 3)
+        grad_output = np.ones(shape)
+        try:
+            fn(x, grad_output, kernel_size=2, stride=2)
+        except NotImplementedError:
+            raise NotAttempted(what) from None
+        except ValueError:
+            continue
+        except Exception as exc:  # noqa: BLE001
+            raise CheckFailed(what, f"a grad_output of shape {shape} for a (3, 6, 6) input "
+                                    f"raised {type(exc).__name__}.",
+                              expected="ValueError", got=type(exc).__name__,
+                              hint="Compare grad_output.shape with the pooled shape first and "
+                                   "raise ValueError with a sentence that says why.") from None
+        raise CheckFailed(what, f"a grad_output of shape {shape} for a (3, 6, 6) input "
+                                "returned a result.",
+                          expected="ValueError (with kernel_size=2, stride=2 the pooled shape "
+                                   "is (3, 3, 3))",
+                          got="no exception",
+                          hint="grad_output must have the shape of the forward pass's output: "
+                               "compare the shapes first and raise ValueError when they differ.")
+
+
+# The visible cases: defaults, channels, overlap, ties, dtype.
+BACKWARD_CASES = [
+    # shape,       kernel, stride, dtype,     ties
+    ((4, 4), None, None, np.float64, False),    # defaults: kernel 2, stride 2
+    ((3, 6, 6), 2, 2, np.float64, False),
+    ((2, 7, 9), 3, 2, np.float64, False),       # overlapping windows, rows left over
+    ((1, 5, 5), 2, 1, np.float64, False),       # overlapping, one channel kept
+    ((2, 6, 6), 2, 2, np.float64, True),        # tied maxima: the first one wins
+    ((2, 8, 8), 2, 2, np.float32, False),       # dtype is kept
+]
+
+
+@student_check
+def check_max_pool_2d_backward(fn: Callable) -> None:
+    for i, (shape, k, s, dtype, ties) in enumerate(BACKWARD_CASES):
+        compare_max_pool_backward(fn, shape, k, s, seed=i, dtype=dtype, ties=ties)
+    check_rejects_wrong_grad_shape(fn)
+    passed(BACKWARD_WHAT, f"{len(BACKWARD_CASES)} cases agree with torch.autograd through "
+                          "F.max_pool2d")
 
 
 def compare_global_average_pooling(cls: type, shape: tuple, *, dtype=torch.float64,
