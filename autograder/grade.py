@@ -27,47 +27,22 @@ when any has status ``error`` (the CSV is written either way); for the samples,
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import time
-import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import nbformat
-
-from . import (
-    CONFIG_FILE,
-    COURSE_ID,
-    SOURCE_DIRNAME,
-    course_root,
-    list_assignments,
-    nbgrader_env,
-    run_nbgrader,
-    source_notebooks,
-)
+from . import CONFIG_FILE, COURSE_ID, SOURCE_DIRNAME, course_root, list_assignments, run_nbgrader, source_notebooks
 from . import samples as samples_mod
+from .rows import Row, _num, format_table, sample_ok, write_csv
+from .runner import autograde_one
+from .scores import cell_kinds, read_scores
+from .submissions import _is_inside, collect, copy_submission, precheck
 
-CSV_FIELDS = [
-    "student",
-    "assignment",
-    "status",
-    "auto_score",
-    "auto_max",
-    "manual_score",
-    "manual_pending",
-    "manual_max",
-    "total_score",
-    "total_max",
-    "error",
-]
 DEFAULT_TIMEOUT = 1800  # seconds for one student's whole autograde of one assignment
 
 
@@ -75,60 +50,7 @@ class GradingError(RuntimeError):
     """Grading could not run at all (bad course, nbgrader cannot register it...)."""
 
 
-@dataclass
-class Row:
-    student: str
-    assignment: str
-    status: str = "pending"  # graded | error | missing
-    auto_score: float | None = None
-    auto_max: float | None = None
-    manual_score: float | None = None
-    manual_pending: float | None = None
-    manual_max: float | None = None
-    error: str = ""
-    expected: float | None | str = field(default="", repr=False)  # samples only
-    seconds: float = field(default=0.0, repr=False)
-
-    def fail(self, reason: str) -> "Row":
-        self.status, self.error = "error", reason
-        return self
-
-    def csv_dict(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k in CSV_FIELDS}
-        if self.status != "graded":  # never a score that looks like a grade
-            d.update(auto_score=None, manual_score=None, manual_pending=None)
-        if self.status == "graded":
-            d["total_score"] = _num((self.auto_score or 0) + (self.manual_score or 0))
-        else:
-            d["total_score"] = ""
-        d["total_max"] = _num((self.auto_max or 0) + (self.manual_max or 0)) if self.auto_max is not None else ""
-        return {k: _num(d.get(k)) for k in CSV_FIELDS}
-
-
-def _num(v):
-    if v is None:
-        return ""
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    return v
-
-
 # ---------------------------------------------------------------- assignments
-def cell_kinds(assignment: str, root: Path) -> dict[str, dict[str, tuple[str, float]]]:
-    """``{notebook: {grade_id: ("auto" | "manual", points)}}`` from the source notebooks."""
-    kinds: dict[str, dict[str, tuple[str, float]]] = {}
-    for path in source_notebooks(assignment, root):
-        nb = nbformat.read(path, as_version=4)
-        cells = {}
-        for cell in nb.cells:
-            m = cell.get("metadata", {}).get("nbgrader", {})
-            if m.get("grade") or m.get("task"):
-                manual = bool(m.get("solution") or m.get("task"))
-                cells[m["grade_id"]] = ("manual" if manual else "auto", float(m.get("points", 0)))
-        kinds[path.stem] = cells
-    return kinds
-
-
 def _sources_digest(assignment: str, root: Path) -> str:
     h = hashlib.sha256()
     for p in source_notebooks(assignment, root):
@@ -186,251 +108,6 @@ def write_workdir_config(workdir: Path, root: Path) -> None:
     path = workdir / "nbgrader_config.py"
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
-
-
-# ---------------------------------------------------------------- submissions
-def _is_inside(path: Path, parent: Path) -> bool:
-    try:
-        path.resolve().relative_to(parent.resolve())
-        return True
-    except ValueError:
-        return False
-
-
-def collect(incoming: Path, assignments: list[str] | None, known: list[str], log) -> tuple[list[Row], list[str]]:
-    """Rows for every student × assignment found in ``incoming``."""
-    students = sorted(p.name for p in incoming.iterdir() if p.is_dir() and not p.name.startswith("."))
-    found = {p.name for s in students for p in (incoming / s).iterdir() if p.is_dir() and not p.name.startswith(".")}
-    for a in sorted(found - set(known)):
-        log(f"warning: ignoring folder(s) named {a!r}: no such assignment in {SOURCE_DIRNAME}/")
-    if assignments:
-        graded = list(assignments)
-    else:
-        graded = [a for a in known if a in found]
-    rows = []
-    for s in students:
-        for a in graded:
-            row = Row(s, a)
-            if not (incoming / s / a).is_dir():
-                row.status, row.error = "missing", "no submission"
-            rows.append(row)
-    return rows, graded
-
-
-def copy_submission(src: Path, dst: Path) -> None:
-    if dst.exists():
-        shutil.rmtree(dst)
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
-
-
-def precheck(row: Row, subdir: Path, root: Path) -> Row:
-    """Catch what nbgrader would crash on or silently score 0: missing or malformed notebooks."""
-    expected = [p.name for p in source_notebooks(row.assignment, root)]
-    present = sorted(p.name for p in subdir.glob("*.ipynb"))
-    for name in expected:
-        path = subdir / name
-        if not path.exists():
-            return row.fail(f"notebook {name} not found in the submission (found: {', '.join(present) or 'none'})")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            return row.fail(f"{name} cannot be read: {e}")
-        try:
-            json.loads(text)
-        except json.JSONDecodeError as e:
-            return row.fail(f"{name} is not valid JSON ({e.msg}: line {e.lineno} column {e.colno}): "
-                            "the file is truncated or was edited outside Jupyter")
-        try:
-            nbformat.validate(nbformat.reads(text, as_version=4))
-        except Exception as e:  # noqa: BLE001 - any failure means: not a notebook
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            return row.fail(f"{name} is not a valid notebook: {msg[:200]}")
-    return row
-
-
-# -------------------------------------------------------------------- running
-def _kill_tree(pid: int) -> None:
-    """Kill a process, its group and every descendant: jupyter_client starts each
-    kernel in a session of its own, which a process-group kill would miss."""
-    victims = []
-    try:
-        import psutil  # a dependency of ipykernel
-
-        victims = psutil.Process(pid).children(recursive=True)
-    except Exception:  # noqa: BLE001 - psutil missing or the process already gone
-        pass
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    for v in victims:
-        try:
-            v.kill()
-        except Exception:  # noqa: BLE001 - already exited
-            pass
-
-
-def _run_logged(cmd: list[str], cwd: Path, env: dict, log_path: Path, timeout: float) -> tuple[int | None, str]:
-    """Run ``cmd`` in its own process group; kill the group (kernels too) on time-out."""
-    t0 = time.monotonic()
-    with open(log_path, "a", encoding="utf-8") as logf:
-        logf.write(f"$ {' '.join(cmd)}\n# started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        logf.flush()
-        proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdout=logf, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        try:
-            rc = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_tree(proc.pid)
-            proc.wait()
-            rc = None
-        logf.write(f"# exit status {rc} after {time.monotonic() - t0:.1f} s\n")
-    return rc, log_path.read_text(encoding="utf-8", errors="replace")
-
-
-def _last_error(log: str) -> str:
-    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
-    errs = [ln for ln in lines if "ERROR" in ln or "Error" in ln]
-    pick = errs[-1] if errs else (lines[-1] if lines else "no output")
-    return pick[:300]
-
-
-def autograde_one(row: Row, workdir: Path, root: Path, env_extra: dict, timeout: float) -> Row:
-    """``nbgrader autograde`` then ``generate_feedback`` for one student and assignment."""
-    t0 = time.monotonic()
-    logs = workdir / "logs" / row.student
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{row.assignment}.log"
-    log_path.write_text("")
-    env = nbgrader_env(root, env_extra)
-    cmd = [sys.executable, "-m", "autograder._worker", str(workdir), row.assignment, row.student]
-    for attempt in range(3):
-        rc, log = _run_logged(cmd, workdir, env, log_path, timeout)
-        if rc is None:
-            row.seconds = time.monotonic() - t0
-            return row.fail(f"autograde timed out after {timeout:.0f} s (log: {log_path})")
-        if rc != 3 or "database is locked" not in log:
-            break
-        time.sleep(1 + attempt)  # concurrent sqlite writers: retry
-    if rc == 4:
-        row.error = f"feedback not generated: {_last_error(log)} (log: {log_path})"
-    elif rc != 0:
-        row.seconds = time.monotonic() - t0
-        return row.fail(f"nbgrader autograde failed: {_last_error(log)} (log: {log_path})")
-    row.status = "autograded"
-    row.seconds = time.monotonic() - t0
-    return row
-
-
-def _timeouts_in(nb_path: Path) -> list[str]:
-    nb = nbformat.read(nb_path, as_version=4)
-    bad = []
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error" and out.get("ename") in ("CellTimeoutError", "DeadKernelError"):
-                bad.append(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or cell.get("id", "?"))
-    return bad
-
-
-def read_scores(rows: list[Row], workdir: Path, root: Path) -> None:
-    """Fill scores of the autograded rows from the gradebook."""
-    todo = [r for r in rows if r.status == "autograded"]
-    if not todo:
-        return
-    with warnings.catch_warnings():
-        # nbgrader's gradebook uses SQLAlchemy patterns that newer SQLAlchemy
-        # versions flag with deprecation warnings; they are not ours to fix.
-        warnings.simplefilter("ignore")
-        from nbgrader.api import Gradebook, MissingEntry
-
-        kinds = {a: cell_kinds(a, root) for a in {r.assignment for r in todo}}
-        env_path = os.environ.get("PATH", "")
-        os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env_path])  # for alembic
-        try:
-            with Gradebook(f"sqlite:///{workdir / 'gradebook.db'}", COURSE_ID) as gb:
-                for row in todo:
-                    try:
-                        sub = gb.find_submission(row.assignment, row.student)
-                    except MissingEntry:
-                        row.fail("no submission in the gradebook after autograde")
-                        continue
-                    auto = auto_max = manual = pending = manual_max = 0.0
-                    timed_out, missing_tests = [], []
-                    for snb in sub.notebooks:
-                        kind = kinds[row.assignment].get(snb.name, {})
-                        nb_path = workdir / "autograded" / row.student / row.assignment / f"{snb.name}.ipynb"
-                        if not nb_path.exists():
-                            row.fail(f"nbgrader wrote no autograded {nb_path.name}")
-                            break
-                        timed_out += _timeouts_in(nb_path)
-                        for g in snb.grades:
-                            k, _ = kind.get(g.name, ("auto", 0))
-                            if k == "auto" and g.auto_score is None and g.manual_score is None:
-                                missing_tests.append(g.name)
-                            if k == "auto":
-                                auto += g.score
-                                auto_max += g.max_score
-                            else:
-                                manual_max += g.max_score
-                                if g.needs_manual_grade:
-                                    pending += g.max_score
-                                else:
-                                    manual += g.score
-                    if row.status == "error":
-                        continue
-                    row.auto_score, row.auto_max = auto, auto_max
-                    row.manual_score, row.manual_pending, row.manual_max = manual, pending, manual_max
-                    if missing_tests:
-                        row.fail(f"test cell(s) {', '.join(missing_tests)} not run: missing from the submitted "
-                                 "notebook (deleted, or copied into a new notebook?); partial autograded score "
-                                 f"{_num(auto)}/{_num(auto_max)}")
-                    elif timed_out:
-                        row.fail(
-                            f"cell(s) {', '.join(timed_out)} timed out or killed the kernel "
-                            f"(COURSE_CELL_TIMEOUT; partial autograded score {_num(auto)}/{_num(auto_max)})"
-                        )
-                    else:
-                        row.status = "graded"
-        finally:
-            os.environ["PATH"] = env_path
-
-
-# ---------------------------------------------------------------------- output
-def format_table(rows: list[Row], samples: bool) -> str:
-    head = ["student", "assignment", "status", "auto", "manual", "pending", "error"]
-    if samples:
-        head.insert(6, "expected")
-    lines = []
-    for r in rows:
-        auto = f"{_num(r.auto_score)}/{_num(r.auto_max)}" if r.status == "graded" else "-"
-        manual = f"{_num(r.manual_score)}/{_num(r.manual_max)}" if r.status == "graded" else "-"
-        pending = str(_num(r.manual_pending)) if r.status == "graded" else "-"
-        cells = [r.student, r.assignment, r.status, auto, manual, pending, r.error]
-        if samples:
-            cells.insert(6, "error" if r.expected is None else str(_num(r.expected)))
-        lines.append(cells)
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
-    widths[-1] = 0  # last column unpadded
-    fmt = lambda cs: "  ".join(str(c).ljust(w) for c, w in zip(cs, widths)).rstrip()  # noqa: E731
-    out = [fmt(head), fmt(["-" * w for w in widths[:-1]] + ["-----"])]
-    out += [fmt(cs) for cs in lines]
-    return "\n".join(out)
-
-
-def write_csv(rows: list[Row], path: Path) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        w.writeheader()
-        for r in rows:
-            w.writerow(r.csv_dict())
-    tmp.replace(path)
-
-
-def sample_ok(row: Row) -> bool:
-    if row.expected is None:
-        return row.status == "error"
-    return row.status == "graded" and row.auto_score == row.expected
 
 
 # ------------------------------------------------------------------------ main
