@@ -30,6 +30,7 @@ import argparse
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import sys
 import time
@@ -38,10 +39,12 @@ from pathlib import Path
 
 from . import CONFIG_FILE, COURSE_ID, SOURCE_DIRNAME, course_root, list_assignments, run_nbgrader, source_notebooks
 from . import samples as samples_mod
+from . import sandbox
+from .report import try_write_report
 from .rows import Row, _num, format_table, sample_ok, write_csv
 from .runner import autograde_one
 from .scores import cell_kinds, read_scores
-from .submissions import _is_inside, collect, copy_submission, precheck
+from .submissions import _is_inside, collect, copy_submission, precheck, prepare
 
 DEFAULT_TIMEOUT = 1800  # seconds for one student's whole autograde of one assignment
 
@@ -121,6 +124,7 @@ def grade(
     root: Path | None = None,
     progress: bool = True,
     log=print,
+    use_sandbox: bool = True,
 ) -> tuple[list[Row], Path]:
     """Grade ``submissions`` (default: the samples). Returns the rows and the CSV path."""
     root = Path(root or course_root())
@@ -170,15 +174,30 @@ def grade(
         src = incoming / r.student / r.assignment
         if not _is_inside(src, submitted):
             copy_submission(src, dst)
-        precheck(r, dst, root)
+        if precheck(r, dst, root).status == "pending":
+            prepare(r, dst, workdir / "release" / r.assignment, workdir / "originals" / r.student / r.assignment, root)
         if is_samples:
             e = expected.get((r.student, r.assignment), "")
             r.expected = e
     todo = [r for r in rows if r.status == "pending"]
 
+    sandboxed, why_not = sandbox.available() if use_sandbox else (False, "switched off (--no-sandbox)")
+    if sandboxed:
+        sandbox.kernelspec(workdir / "jupyter" / "kernels")
+    else:
+        log(f"warning: grading WITHOUT the sandbox: {why_not}")
+    for r in rows:
+        r.sandboxed = "yes" if sandboxed else f"no: {why_not}"
+        notes = workdir / "notes" / r.student / f"{r.assignment}.json"
+        notes.parent.mkdir(parents=True, exist_ok=True)
+        notes.write_text(json.dumps({"flags": r.flags, "notes": r.notes, "sandboxed": r.sandboxed}))
+    register_students(sorted({r.student for r in todo}), workdir)
+
     ncpu = os.cpu_count() or 1
     jobs = max(1, jobs or ncpu)
-    env_extra = {"COURSE_GRADING_DIR": str(workdir)}
+    env_extra = {"COURSE_GRADING_DIR": str(workdir), "COURSE_GRADING_SEED": grading_seed(workdir)}
+    if sandboxed:
+        env_extra["JUPYTER_PATH"] = str(workdir / "jupyter")
     if "OMP_NUM_THREADS" not in os.environ:  # N kernels side by side must not oversubscribe the CPUs
         env_extra["OMP_NUM_THREADS"] = str(max(1, ncpu // min(jobs, max(1, len(todo)))))
     if device:
@@ -194,7 +213,8 @@ def grade(
         except ImportError:  # pragma: no cover - tqdm is a dependency
             bar = None
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(autograde_one, r, workdir, root, env_extra, timeout): r for r in todo}
+        futures = {pool.submit(autograde_one, r, workdir, root, env_extra, timeout, sandboxed): r
+                   for r in todo}
         for fut in as_completed(futures):
             r = futures[fut]
             try:
@@ -220,10 +240,53 @@ def grade(
         if r.expected == float("inf"):  # the reference sample: full marks
             r.expected = r.auto_max
 
+        if r.status == "graded" and r.flags:
+            r.status = "flagged"
+
     rows.sort(key=lambda r: (r.assignment, r.student))
     csv_path = workdir / "grades.csv"
     write_csv(rows, csv_path)
+    _, problem = try_write_report(workdir, root)
+    if problem:
+        log(f"warning: {problem}")
     return rows, csv_path
+
+
+def grading_seed(workdir: Path) -> str:
+    """The seed of the hidden random cases: made with the work dir, kept beside the gradebook.
+
+    The public repository cannot fix the hidden cases: they depend on this
+    seed, which only the instructor's work dir holds.
+    """
+    path = workdir / "grading_seed.txt"
+    if not path.exists():
+        path.write_text(f"{secrets.randbits(63)}\n")
+    return path.read_text().strip()
+
+
+def register_students(students: list[str], workdir: Path) -> None:
+    """Create every student in the gradebook before the parallel jobs start.
+
+    Two jobs creating the same new student at once fail with
+    "UNIQUE constraint failed: student.id"; creating them here, one process,
+    avoids that race.
+    """
+    if not students:
+        return
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from nbgrader.api import Gradebook
+
+        env_path = os.environ.get("PATH", "")
+        os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env_path])  # alembic
+        try:
+            with Gradebook(f"sqlite:///{workdir / 'gradebook.db'}", COURSE_ID) as gb:
+                for student in students:
+                    gb.update_or_create_student(student)
+        finally:
+            os.environ["PATH"] = env_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", metavar="DEV",
                     help="COURSE_DEVICE for the grading kernels (cpu, cuda, cuda:1, mps); default: automatic")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--no-sandbox", action="store_true",
+                    help="run grading kernels without bubblewrap (every row then says 'not sandboxed')")
     args = ap.parse_args(argv)
     if args.submissions_pos is not None:
         if args.submissions is not None and args.submissions != args.submissions_pos:
@@ -256,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     try:
         rows, csv_path = grade(args.submissions, args.assignments, args.workdir, args.jobs, args.timeout,
-                               args.device, progress=not args.no_progress)
+                               args.device, progress=not args.no_progress,
+                               use_sandbox=not args.no_sandbox)
     except GradingError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -268,8 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     errors = [r for r in rows if r.status == "error"]
     print(f"{len(rows)} submission(s), {len(errors)} error(s), {time.monotonic() - t0:.0f} s")
     print(f"grades:   {csv_path}")
+    print(f"report:   {workdir / 'report.html'}")
     print(f"feedback: {workdir / 'feedback'}/<student>/<assignment>/<notebook>.html")
-    print(f"gradebook: {workdir / 'gradebook.db'} (manual grading: cd {workdir} && jupyter lab)")
+    print(f"gradebook: {workdir / 'gradebook.db'} (manual grading: make formgrade GRADING_DIR={workdir})")
     if samples:
         bad = [r for r in rows if not sample_ok(r)]
         for r in bad:

@@ -54,9 +54,12 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 c.Execute.timeout = int(os.environ.get("COURSE_CELL_TIMEOUT", "300"))
 # Minimal tracebacks: a failing hidden test shows only "AssertionError: <message>",
 # never the hidden source lines (IPython's default traceback quotes them).
+# stderr goes to stdout in grading kernels: nbgrader scores any test cell that
+# wrote to stderr 0, and a warning from a correct answer must cost nothing.
 c.Execute.extra_arguments = [
     "--HistoryManager.hist_file=:memory:",
     "--InteractiveShell.xmode=Minimal",
+    "--IPKernelApp.exec_lines=import sys as _sys; _sys.stderr = _sys.stdout; del _sys",
 ]
 
 # --- feedback -----------------------------------------------------------------

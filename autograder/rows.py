@@ -17,20 +17,27 @@ CSV_FIELDS = [
     "total_score",
     "total_max",
     "error",
+    "flags",
+    "notes",
+    "sandboxed",
 ]
+GRADED = ("graded", "flagged")   # statuses that carry a score
 
 
 @dataclass
 class Row:
     student: str
     assignment: str
-    status: str = "pending"  # graded | error | missing
+    status: str = "pending"  # graded | flagged | error | missing
     auto_score: float | None = None
     auto_max: float | None = None
     manual_score: float | None = None
     manual_pending: float | None = None
     manual_max: float | None = None
     error: str = ""
+    flags: list[str] = field(default_factory=list)    # integrity findings: the row is "flagged"
+    notes: list[str] = field(default_factory=list)    # what the student should know, not suspicious
+    sandboxed: str = ""
     expected: float | None | str = field(default="", repr=False)  # samples only
     seconds: float = field(default=0.0, repr=False)
 
@@ -40,9 +47,10 @@ class Row:
 
     def csv_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k in CSV_FIELDS}
-        if self.status != "graded":  # never a score that looks like a grade
+        d["flags"], d["notes"] = "; ".join(self.flags), "; ".join(self.notes)
+        if self.status not in GRADED:  # never a score that looks like a grade
             d.update(auto_score=None, manual_score=None, manual_pending=None)
-        if self.status == "graded":
+        if self.status in GRADED:
             d["total_score"] = _num((self.auto_score or 0) + (self.manual_score or 0))
         else:
             d["total_score"] = ""
@@ -59,15 +67,16 @@ def _num(v):
 
 
 def format_table(rows: list[Row], samples: bool) -> str:
-    head = ["student", "assignment", "status", "auto", "manual", "pending", "error"]
+    head = ["student", "assignment", "status", "auto", "manual", "pending", "error / flags"]
     if samples:
         head.insert(6, "expected")
     lines = []
     for r in rows:
-        auto = f"{_num(r.auto_score)}/{_num(r.auto_max)}" if r.status == "graded" else "-"
-        manual = f"{_num(r.manual_score)}/{_num(r.manual_max)}" if r.status == "graded" else "-"
-        pending = str(_num(r.manual_pending)) if r.status == "graded" else "-"
-        cells = [r.student, r.assignment, r.status, auto, manual, pending, r.error]
+        auto = f"{_num(r.auto_score)}/{_num(r.auto_max)}" if r.status in GRADED else "-"
+        manual = f"{_num(r.manual_score)}/{_num(r.manual_max)}" if r.status in GRADED else "-"
+        pending = str(_num(r.manual_pending)) if r.status in GRADED else "-"
+        reason = "; ".join([r.error] * bool(r.error) + r.flags)
+        cells = [r.student, r.assignment, r.status, auto, manual, pending, reason[:300]]
         if samples:
             cells.insert(6, "error" if r.expected is None else str(_num(r.expected)))
         lines.append(cells)

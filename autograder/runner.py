@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,6 +53,18 @@ def _run_logged(cmd: list[str], cwd: Path, env: dict, log_path: Path, timeout: f
     return rc, log_path.read_text(encoding="utf-8", errors="replace")
 
 
+def _kernel_reason(log: str) -> str | None:
+    """The cause, named, when the kernel died or a cell timed out (see the worker's announcements)."""
+    running = [ln.split("running cell", 1)[1].strip() for ln in log.splitlines() if "[course] running cell" in ln]
+    cell = f" in cell {running[-1]}" if running else ""
+    if "DeadKernelError" in log or "Kernel died" in log:
+        return f"the kernel died{cell} (the code ended the process, crashed it or ran out of memory)"
+    if "CellTimeoutError" in log or "Timeout waiting for execute reply" in log or "TimeoutError" in log:
+        timeout = os.environ.get("COURSE_CELL_TIMEOUT", "300")
+        return f"time-out{cell} after {timeout} s (COURSE_CELL_TIMEOUT)"
+    return None
+
+
 def _last_error(log: str) -> str:
     lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
     errs = [ln for ln in lines if "ERROR" in ln or "Error" in ln]
@@ -58,15 +72,34 @@ def _last_error(log: str) -> str:
     return pick[:300]
 
 
-def autograde_one(row: Row, workdir: Path, root: Path, env_extra: dict, timeout: float) -> Row:
-    """``nbgrader autograde`` then ``generate_feedback`` for one student and assignment."""
+def autograde_one(row: Row, workdir: Path, root: Path, env_extra: dict, timeout: float,
+                  sandboxed: bool = False) -> Row:
+    """``nbgrader autograde`` then ``generate_feedback`` for one student and assignment.
+
+    With ``sandboxed``, the job gets a private folder for its kernel's
+    connection file and sockets (short, for the 108-byte limit of a socket
+    path), which the sandbox binds and nothing else sees.
+    """
     t0 = time.monotonic()
     logs = workdir / "logs" / row.student
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{row.assignment}.log"
     log_path.write_text("")
     env = nbgrader_env(root, env_extra)
+    env.pop("COURSE_SANDBOX_RUNTIME", None)
+    runtime = tempfile.mkdtemp(prefix="cnn-grade-") if sandboxed else None
+    if runtime:
+        env["COURSE_SANDBOX_RUNTIME"] = runtime
     cmd = [sys.executable, "-m", "autograder._worker", str(workdir), row.assignment, row.student]
+    try:
+        return _attempts(row, cmd, workdir, env, log_path, timeout, t0)
+    finally:
+        if runtime:
+            shutil.rmtree(runtime, ignore_errors=True)
+
+
+def _attempts(row: Row, cmd: list[str], workdir: Path, env: dict, log_path: Path, timeout: float,
+              t0: float) -> Row:
     for attempt in range(3):
         rc, log = _run_logged(cmd, workdir, env, log_path, timeout)
         if rc is None:
@@ -79,7 +112,8 @@ def autograde_one(row: Row, workdir: Path, root: Path, env_extra: dict, timeout:
         row.error = f"feedback not generated: {_last_error(log)} (log: {log_path})"
     elif rc != 0:
         row.seconds = time.monotonic() - t0
-        return row.fail(f"nbgrader autograde failed: {_last_error(log)} (log: {log_path})")
+        reason = _kernel_reason(log) or f"nbgrader autograde failed: {_last_error(log)}"
+        return row.fail(f"{reason} (log: {log_path})")
     row.status = "autograded"
     row.seconds = time.monotonic() - t0
     return row

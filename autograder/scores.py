@@ -27,14 +27,21 @@ def cell_kinds(assignment: str, root: Path) -> dict[str, dict[str, tuple[str, fl
     return kinds
 
 
-def _timeouts_in(nb_path: Path) -> list[str]:
+def kernel_failures(nb_path: Path) -> list[str]:
+    """Why cells did not finish: "the kernel died in cell X", "cell X timed out after N s"."""
     nb = nbformat.read(nb_path, as_version=4)
-    bad = []
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "error" and out.get("ename") in ("CellTimeoutError", "DeadKernelError"):
-                bad.append(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or cell.get("id", "?"))
-    return bad
+    timeout = os.environ.get("COURSE_CELL_TIMEOUT", "300")
+    reasons = []
+    for index, cell in enumerate(nb.cells):
+        name = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or f"#{index}"
+        for out in cell.get("outputs", []) or []:
+            if out.get("output_type") != "error":
+                continue
+            if out.get("ename") == "CellTimeoutError":
+                reasons.append(f"time-out in cell {name} after {timeout} s (COURSE_CELL_TIMEOUT)")
+            elif out.get("ename") == "DeadKernelError":
+                reasons.append(f"the kernel died in cell {name} (it exited, crashed or ran out of memory)")
+    return reasons
 
 
 def read_scores(rows: list[Row], workdir: Path, root: Path) -> None:
@@ -55,46 +62,49 @@ def read_scores(rows: list[Row], workdir: Path, root: Path) -> None:
             with Gradebook(f"sqlite:///{workdir / 'gradebook.db'}", COURSE_ID) as gb:
                 for row in todo:
                     try:
-                        sub = gb.find_submission(row.assignment, row.student)
+                        _read_row(gb, row, kinds[row.assignment], workdir)
                     except MissingEntry:
                         row.fail("no submission in the gradebook after autograde")
-                        continue
-                    auto = auto_max = manual = pending = manual_max = 0.0
-                    timed_out, missing_tests = [], []
-                    for snb in sub.notebooks:
-                        kind = kinds[row.assignment].get(snb.name, {})
-                        nb_path = workdir / "autograded" / row.student / row.assignment / f"{snb.name}.ipynb"
-                        if not nb_path.exists():
-                            row.fail(f"nbgrader wrote no autograded {nb_path.name}")
-                            break
-                        timed_out += _timeouts_in(nb_path)
-                        for g in snb.grades:
-                            k, _ = kind.get(g.name, ("auto", 0))
-                            if k == "auto" and g.auto_score is None and g.manual_score is None:
-                                missing_tests.append(g.name)
-                            if k == "auto":
-                                auto += g.score
-                                auto_max += g.max_score
-                            else:
-                                manual_max += g.max_score
-                                if g.needs_manual_grade:
-                                    pending += g.max_score
-                                else:
-                                    manual += g.score
-                    if row.status == "error":
-                        continue
-                    row.auto_score, row.auto_max = auto, auto_max
-                    row.manual_score, row.manual_pending, row.manual_max = manual, pending, manual_max
-                    if missing_tests:
-                        row.fail(f"test cell(s) {', '.join(missing_tests)} not run: missing from the submitted "
-                                 "notebook (deleted, or copied into a new notebook?); partial autograded score "
-                                 f"{_num(auto)}/{_num(auto_max)}")
-                    elif timed_out:
-                        row.fail(
-                            f"cell(s) {', '.join(timed_out)} timed out or killed the kernel "
-                            f"(COURSE_CELL_TIMEOUT; partial autograded score {_num(auto)}/{_num(auto_max)})"
-                        )
-                    else:
-                        row.status = "graded"
+                    except Exception as e:  # noqa: BLE001 - one bad row must not stop the class
+                        row.fail(f"scores could not be read: {type(e).__name__}: {e}")
         finally:
             os.environ["PATH"] = env_path
+
+
+def _read_row(gb, row: Row, kinds: dict, workdir: Path) -> None:
+    sub = gb.find_submission(row.assignment, row.student)
+    auto = auto_max = manual = pending = manual_max = 0.0
+    timed_out, missing_tests = [], []
+    for snb in sub.notebooks:
+        kind = kinds.get(snb.name, {})
+        nb_path = workdir / "autograded" / row.student / row.assignment / f"{snb.name}.ipynb"
+        if not nb_path.exists():
+            row.fail(f"nbgrader wrote no autograded {nb_path.name}")
+            break
+        timed_out += kernel_failures(nb_path)
+        for g in snb.grades:
+            k, _ = kind.get(g.name, ("auto", 0))
+            if k == "auto" and g.auto_score is None and g.manual_score is None:
+                missing_tests.append(g.name)
+            if k == "auto":
+                auto += g.score
+                auto_max += g.max_score
+            else:
+                manual_max += g.max_score
+                if g.needs_manual_grade:
+                    pending += g.max_score
+                else:
+                    manual += g.score
+    if row.status == "error":
+        return
+    row.auto_score, row.auto_max = auto, auto_max
+    row.manual_score, row.manual_pending, row.manual_max = manual, pending, manual_max
+    if missing_tests:
+        row.fail(f"test cell(s) {', '.join(missing_tests)} not run: missing from the submitted "
+                 "notebook (deleted, or copied into a new notebook?); partial autograded score "
+                 f"{_num(auto)}/{_num(auto_max)}")
+    elif timed_out:
+        row.fail(f"{'; '.join(timed_out)} (partial autograded score "
+                 f"{_num(auto)}/{_num(auto_max)})")
+    else:
+        row.status = "graded"

@@ -8,6 +8,8 @@ from pathlib import Path
 import nbformat
 
 from . import SOURCE_DIRNAME, source_notebooks
+from .assemble import assemble
+from .integrity import scan_cells
 from .rows import Row
 
 
@@ -67,4 +69,38 @@ def precheck(row: Row, subdir: Path, root: Path) -> Row:
         except Exception as e:  # noqa: BLE001 - any failure means: not a notebook
             msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             return row.fail(f"{name} is not a valid notebook: {msg[:200]}")
+    return row
+
+
+def forbidden_apis(source: Path) -> dict[str, list[str]]:
+    """``{answer grade id: forbidden APIs}`` declared in the source notebook's cell metadata."""
+    out = {}
+    for cell in nbformat.read(source, as_version=4).cells:
+        gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        forbidden = cell.get("metadata", {}).get("course", {}).get("forbidden")
+        if gid and forbidden:
+            out[gid] = list(forbidden)
+    return out
+
+
+def prepare(row: Row, subdir: Path, release_dir: Path, originals: Path, root: Path) -> Row:
+    """Replace each submitted notebook by the notebook that is graded (see :mod:`assemble`).
+
+    The submitted notebook is kept in ``originals``; the assembly's findings
+    and the integrity scan of the student's cells go to ``row.flags`` and
+    ``row.notes``.
+    """
+    for source in source_notebooks(row.assignment, root):
+        path = subdir / source.name
+        submitted = nbformat.read(path, as_version=4)
+        release = nbformat.read(release_dir / source.name, as_version=4)
+        result = assemble(submitted, release)
+        if result.error:
+            return row.fail(f"{source.name}: {result.error}")
+        originals.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, originals / source.name)
+        nbformat.write(result.notebook, path)
+        row.flags += [f.message for f in result.findings if f.flag]
+        row.notes += [f.message for f in result.findings if not f.flag]
+        row.flags += scan_cells(result.student_cells, forbidden_apis(source))
     return row

@@ -195,11 +195,12 @@ def test_class_grading_reports_every_submission(fixture_class):
         "malformed": ("error", ""),
         "crasher": ("error", ""),
         "wrong_name": ("error", ""),
-        "deleted_test": ("error", ""),
+        # A deleted test cell is put back from the release and graded; the row is flagged.
+        "deleted_test": ("flagged", "4"),
     }, proc.stdout
-    assert "test_mul" in rows[("deleted_test", "00_fixture")]["error"]
+    assert "test cell test_mul was deleted" in rows[("deleted_test", "00_fixture")]["flags"]
     assert "00_fixture.ipynb not found in the submission (found: homework.ipynb)" in rows[("wrong_name", "00_fixture")]["error"]
-    assert "autograde" in rows[("crasher", "00_fixture")]["error"]
+    assert "the kernel died in cell mul" in rows[("crasher", "00_fixture")]["error"]
     assert "99_unknown" in proc.stdout + proc.stderr  # unknown assignment folders are pointed out
     # The table names the errors too.
     table = proc.stdout
