@@ -173,7 +173,7 @@ def grade(
             continue
         src = incoming / r.student / r.assignment
         if not _is_inside(src, submitted):
-            copy_submission(src, dst)
+            copy_submission(src, dst, r)
         if precheck(r, dst, root).status == "pending":
             prepare(r, dst, workdir / "release" / r.assignment, workdir / "originals" / r.student / r.assignment, root)
         if is_samples:

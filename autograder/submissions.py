@@ -41,10 +41,24 @@ def collect(incoming: Path, assignments: list[str] | None, known: list[str], log
     return rows, graded
 
 
-def copy_submission(src: Path, dst: Path) -> None:
+def copy_submission(src: Path, dst: Path, row: Row | None = None) -> None:
+    """Copy the submission's notebooks, and nothing else, into the work dir.
+
+    Other files are left behind: a submitted ``helpers/`` folder would
+    otherwise come first on the kernel's ``sys.path`` (its working directory)
+    and replace the course's checks.
+    """
     if dst.exists():
         shutil.rmtree(dst)
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+    dst.mkdir(parents=True)
+    others = []
+    for path in sorted(src.iterdir()):
+        if path.is_file() and not path.is_symlink() and path.suffix == ".ipynb":
+            shutil.copy2(path, dst / path.name)
+        elif path.name not in (".ipynb_checkpoints", "__pycache__"):
+            others.append(path.name)
+    if others and row is not None:
+        row.notes.append(f"files other than notebooks were not used: {', '.join(others[:10])}")
 
 
 def precheck(row: Row, subdir: Path, root: Path) -> Row:
