@@ -47,7 +47,7 @@ ALWAYS_FORBIDDEN = {
     "sys._getframe": "reads the caller's frames",
 }
 #: Where a string literal names a place outside the submission.
-OUTSIDE_PATH = re.compile(r"^(/|~|\.\./|\.\.\\)|gradebook\.db|/solutions|\.\./")
+OUTSIDE_PATH = re.compile(r"^(~/|/[A-Za-z._])|gradebook\.db|/solutions|\.\./|\.\.\\")
 
 
 def dotted(node: ast.AST) -> str | None:
@@ -122,6 +122,11 @@ def scan(source: str, forbidden: list[str] | tuple[str, ...] = ()) -> list[str]:
         if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
             targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
             for target in targets:
+                if isinstance(target, ast.Subscript):
+                    owner = dotted(target.value)
+                    if owner and (owner.split(".")[0] not in local or owner.split(".")[0] in aliases) \
+                            and "." in owner:
+                        reasons.add(f"changes an item of `{owner}`, which the cell did not create")
                 if isinstance(target, ast.Attribute):
                     owner = dotted(target.value)
                     if owner and owner.split(".")[0] not in local | {"self", "cls"} \
@@ -129,15 +134,19 @@ def scan(source: str, forbidden: list[str] | tuple[str, ...] = ()) -> list[str]:
                         reasons.add(f"changes an attribute of `{owner}`, which the cell did not "
                                     f"create: `{dotted(target)}`")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
-                and node.func.id in ("setattr", "delattr", "eval", "exec", "compile", "globals"):
+                and node.func.id in ("setattr", "delattr", "eval", "exec", "compile", "globals", "vars"):
             reasons.add(f"calls {node.func.id}()")
         if isinstance(node, ast.Call) and dotted(node.func) in ("open", "io.open", "pathlib.Path", "Path") \
                 and node.args and isinstance(node.args[0], ast.Constant) \
                 and isinstance(node.args[0].value, str) and OUTSIDE_PATH.search(node.args[0].value):
             reasons.add(f"touches a file outside the submission: {node.args[0].value!r}")
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                and ("gradebook" in node.value or "solutions/" in node.value):
-            reasons.add(f"names the grader's files: {node.value[:60]!r}")
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if "gradebook" in node.value or "solutions/" in node.value:
+                reasons.add(f"names the grader's files: {node.value[:60]!r}")
+            elif "COURSE_ROOT" in node.value or "COURSE_GRADING" in node.value:
+                reasons.add(f"reads the course's location: {node.value[:60]!r}")
+            elif OUTSIDE_PATH.search(node.value) and "\n" not in node.value:
+                reasons.add(f"names a path outside the submission: {node.value[:60]!r}")
     reasons |= {f"{rules[rule]}: `{name}`" for rule, name in hits.items()}
     return sorted(reasons)
 

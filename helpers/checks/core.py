@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
+import zlib
 from typing import Any, Callable
 
 import numpy as np
@@ -72,6 +73,19 @@ def grading() -> bool:
     return os.environ.get("NBGRADER_EXECUTION") is not None
 
 
+def grading_rng(exercise: str) -> np.random.Generator:
+    """Random numbers for an exercise's hidden cases.
+
+    While grading, the seed comes from ``COURSE_GRADING_SEED``, which the
+    grader creates with its work dir and keeps beside the gradebook: reading
+    the hidden tests in the public repository tells nothing about the cases
+    beyond the exercise's specification. Elsewhere (tests, a student's kernel)
+    the seed is fixed, so runs repeat.
+    """
+    seed = int(os.environ.get("COURSE_GRADING_SEED") or 0)
+    return np.random.default_rng([seed, zlib.crc32(exercise.encode())])
+
+
 def student_check(check: Callable) -> Callable:
     """Decorate a notebook-facing ``check_*`` function so that Run All goes on.
 
@@ -119,6 +133,25 @@ def call_student(fn: Callable, *args: Any, what: str, **kwargs: Any) -> Any:
         raise CheckFailed(what, f"calling it with {call} raised {type(exc).__name__}: {exc}",
                           hint="Run your function on that input in a cell of its own to see "
                                "the full traceback.") from exc
+
+
+COURSE_PACKAGE = "helpers"
+
+
+def reject_course_code(fn: Any, what: str) -> None:
+    """Fail when ``fn`` (a function, class or instance) was defined in the course's ``helpers`` package.
+
+    A check grades the student's code; handing it one of the course's own
+    functions, or one of the checks' oracles, proves nothing.
+    """
+    target = getattr(fn, "func", fn)                       # look through functools.partial
+    module = getattr(target, "__module__", None) or ""
+    if module == COURSE_PACKAGE or module.startswith(COURSE_PACKAGE + "."):
+        name = getattr(target, "__qualname__", None) or type(target).__qualname__
+        raise CheckFailed(what, f"this is `{name}` from the course's module `{module}`, "
+                                "not your own code.",
+                          hint=f"Write `{what}` yourself in the exercise cell, run that cell, "
+                               "and pass your own function to the check.")
 
 
 def describe_call(args: tuple, kwargs: dict) -> str:
