@@ -178,8 +178,35 @@ def main(argv: list[str]) -> int:
             app.start()
         except Exception as e:  # noqa: BLE001 - nbgrader raises NbGraderException and others
             log.error("%s failed: %s: %s", step, type(e).__name__, e)
-            return code
-    return 0
+            if step == "autograde":
+                return code
+            status = code
+            break
+    else:
+        status = 0
+    try:
+        write_scores(workdir, assignment, student, cfg.CourseDirectory.db_url, COURSE_ID)
+    except Exception as e:  # noqa: BLE001
+        log.error("reading the scores failed: %s: %s", type(e).__name__, e)
+        return 3
+    return status
+
+
+def write_scores(workdir: Path, assignment: str, student: str, db_url: str, course_id: str) -> None:
+    """Read this submission's grades from the gradebook into ``<workdir>/scores/`` (JSON)."""
+    import warnings
+
+    from .scores import grades_of, scores_file
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # SQLAlchemy deprecations inside nbgrader
+        from nbgrader.api import Gradebook
+
+        with Gradebook(db_url, course_id) as gb:
+            grades = grades_of(gb, assignment, student)
+    path = scores_file(workdir, student, assignment)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(grades))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,13 @@
-"""Reading the scores of autograded submissions from nbgrader's gradebook."""
+"""The scores of autograded submissions: read from nbgrader's gradebook by each worker, summed here."""
 from __future__ import annotations
 
+import json
 import os
-import sys
-import warnings
 from pathlib import Path
 
 import nbformat
 
-from . import COURSE_ID, source_notebooks
+from . import source_notebooks
 from .rows import Row, _num
 
 
@@ -44,59 +43,60 @@ def kernel_failures(nb_path: Path) -> list[str]:
     return reasons
 
 
+def grades_of(gb, assignment: str, student: str) -> list[dict]:
+    """Every grade of one submission, read from an open nbgrader ``Gradebook`` (in the worker)."""
+    sub = gb.find_submission(assignment, student)
+    return [{"notebook": snb.name, "name": g.name, "auto_score": g.auto_score,
+             "manual_score": g.manual_score, "score": g.score, "max_score": g.max_score,
+             "needs_manual_grade": bool(g.needs_manual_grade)}
+            for snb in sub.notebooks for g in snb.grades]
+
+
+def scores_file(workdir: Path, student: str, assignment: str) -> Path:
+    return workdir / "scores" / student / f"{assignment}.json"
+
+
 def read_scores(rows: list[Row], workdir: Path, root: Path) -> None:
-    """Fill scores of the autograded rows from the gradebook."""
+    """Fill the scores of the autograded rows from what their workers read from the gradebook.
+
+    The workers have nbgrader imported already; reading here would import it
+    (5 s) in the grader's own process, serially.
+    """
     todo = [r for r in rows if r.status == "autograded"]
-    if not todo:
-        return
-    with warnings.catch_warnings():
-        # nbgrader's gradebook uses SQLAlchemy patterns that newer SQLAlchemy
-        # versions flag with deprecation warnings; they are not ours to fix.
-        warnings.simplefilter("ignore")
-        from nbgrader.api import Gradebook, MissingEntry
-
-        kinds = {a: cell_kinds(a, root) for a in {r.assignment for r in todo}}
-        env_path = os.environ.get("PATH", "")
-        os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env_path])  # for alembic
+    kinds = {a: cell_kinds(a, root) for a in {r.assignment for r in todo}}
+    for row in todo:
         try:
-            with Gradebook(f"sqlite:///{workdir / 'gradebook.db'}", COURSE_ID) as gb:
-                for row in todo:
-                    try:
-                        _read_row(gb, row, kinds[row.assignment], workdir)
-                    except MissingEntry:
-                        row.fail("no submission in the gradebook after autograde")
-                    except Exception as e:  # noqa: BLE001 - one bad row must not stop the class
-                        row.fail(f"scores could not be read: {type(e).__name__}: {e}")
-        finally:
-            os.environ["PATH"] = env_path
+            path = scores_file(workdir, row.student, row.assignment)
+            if not path.exists():
+                row.fail("no scores were read from the gradebook after autograde (see the log)")
+                continue
+            _read_row(json.loads(path.read_text()), row, kinds[row.assignment], workdir)
+        except Exception as e:  # noqa: BLE001 - one bad row must not stop the class
+            row.fail(f"scores could not be read: {type(e).__name__}: {e}")
 
 
-def _read_row(gb, row: Row, kinds: dict, workdir: Path) -> None:
-    sub = gb.find_submission(row.assignment, row.student)
+def _read_row(grades: list[dict], row: Row, kinds: dict, workdir: Path) -> None:
     auto = auto_max = manual = pending = manual_max = 0.0
     timed_out, missing_tests = [], []
-    for snb in sub.notebooks:
-        kind = kinds.get(snb.name, {})
-        nb_path = workdir / "autograded" / row.student / row.assignment / f"{snb.name}.ipynb"
+    for notebook in sorted({g["notebook"] for g in grades}):
+        nb_path = workdir / "autograded" / row.student / row.assignment / f"{notebook}.ipynb"
         if not nb_path.exists():
             row.fail(f"nbgrader wrote no autograded {nb_path.name}")
-            break
+            return
         timed_out += kernel_failures(nb_path)
-        for g in snb.grades:
-            k, _ = kind.get(g.name, ("auto", 0))
-            if k == "auto" and g.auto_score is None and g.manual_score is None:
-                missing_tests.append(g.name)
-            if k == "auto":
-                auto += g.score
-                auto_max += g.max_score
+    for g in grades:
+        k, _ = kinds.get(g["notebook"], {}).get(g["name"], ("auto", 0))
+        if k == "auto" and g["auto_score"] is None and g["manual_score"] is None:
+            missing_tests.append(g["name"])
+        if k == "auto":
+            auto += g["score"]
+            auto_max += g["max_score"]
+        else:
+            manual_max += g["max_score"]
+            if g["needs_manual_grade"]:
+                pending += g["max_score"]
             else:
-                manual_max += g.max_score
-                if g.needs_manual_grade:
-                    pending += g.max_score
-                else:
-                    manual += g.score
-    if row.status == "error":
-        return
+                manual += g["score"]
     row.auto_score, row.auto_max = auto, auto_max
     row.manual_score, row.manual_pending, row.manual_max = manual, pending, manual_max
     if missing_tests:
@@ -104,7 +104,6 @@ def _read_row(gb, row: Row, kinds: dict, workdir: Path) -> None:
                  "notebook (deleted, or copied into a new notebook?); partial autograded score "
                  f"{_num(auto)}/{_num(auto_max)}")
     elif timed_out:
-        row.fail(f"{'; '.join(timed_out)} (partial autograded score "
-                 f"{_num(auto)}/{_num(auto_max)})")
+        row.fail(f"{'; '.join(timed_out)} (partial autograded score {_num(auto)}/{_num(auto_max)})")
     else:
         row.status = "graded"
