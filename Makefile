@@ -4,7 +4,7 @@
 #   make test       the whole test suite (what CI runs)
 #   make release    regenerate notebooks/ (student versions) from solutions/
 #   make grade      autograde the bundled samples, or a class: make grade SUBMISSIONS=path/to/submitted
-#   make bench      print measured speed ratios and the notebooks' run time and memory
+#   make bench      print measured speed ratios, grading speed, the notebooks' run time and memory
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -59,6 +59,7 @@ grade: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/pooling_speed.py
+	$(PY) benchmarks/grading_speed.py
 	$(PY) benchmarks/notebook_resources.py
 
 clean:
