@@ -17,6 +17,7 @@ from torch import nn
 from .core import (CheckFailed, NotAttempted, assert_dtype, assert_shape, assert_values_close,
                    call_student, count_python_lines, passed, require_ndarray,
                    require_tensor, student_check)
+from .core import grading_rng
 
 POOL_SHAPE_HINT = ("Check the output-size formula: out = (size - kernel_size) // stride + 1 "
                    "for each spatial axis, and keep the channel axis when the input has one.")
@@ -71,6 +72,22 @@ def compare_pool(fn: Callable, mode: str, shape: tuple, kernel_size: int | None 
     rtol = 1e-5 if dtype == np.float32 else 1e-10
     assert_values_close(result, expected.astype(dtype), what, rtol=rtol, atol=rtol,
                         context=context, hint=MODE_HINTS[mode])
+
+
+def random_pool_cases(exercise: str, n: int = 3) -> list[tuple[tuple, int, int, int]]:
+    """``n`` random valid (shape, kernel_size, stride, seed) cases for a hidden test.
+
+    Drawn from :func:`grading_rng`, so while grading they depend on the
+    instructor's seed, not on anything in the public repository.
+    """
+    rng = grading_rng(exercise)
+    cases = []
+    for _ in range(n):
+        k, s = int(rng.integers(1, 5)), int(rng.integers(1, 4))
+        h, w = (int(v) for v in rng.integers(k, k + 12, size=2))
+        shape = (h, w) if rng.random() < 0.3 else (int(rng.integers(1, 5)), h, w)
+        cases.append((shape, k, s, int(rng.integers(1 << 31))))
+    return cases
 
 
 def check_rejects_oversized_window(fn: Callable, what: str | None = None) -> None:
