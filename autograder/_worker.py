@@ -81,6 +81,8 @@ def sanitise(nb: dict, secrets: set[str]) -> int:
             elif kind in ("display_data", "execute_result"):
                 data = out.get("data", {})
                 for mime in list(data):
+                    if not isinstance(data[mime], (str, list)):
+                        continue                  # JSON data (a widget's model id): keep as it is
                     value = _text(data[mime])
                     if mime.startswith("image/"):
                         images -= len(value)

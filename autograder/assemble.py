@@ -57,10 +57,14 @@ def assemble(submitted: nbformat.NotebookNode, release: nbformat.NotebookNode) -
     by_id: dict[str, object] = {}
     duplicates: list[str] = []
     added: list[tuple[int, object]] = []
+    # Cells of the release without a grade id (text, imports, demos): a submitted cell
+    # that is one of them, unchanged, is not the student's; any other one is.
+    released = {c.get("source", "") for c in release.cells if _grade_id(c) is None}
     for index, cell in enumerate(submitted.cells):
         gid = _grade_id(cell)
         if gid is None:
-            added.append((index, cell))
+            if cell.get("source", "") not in released:
+                added.append((index, cell))
             continue
         if gid in by_id:
             duplicates.append(gid)
@@ -111,8 +115,9 @@ def assemble(submitted: nbformat.NotebookNode, release: nbformat.NotebookNode) -
     for index, cell in code_added:
         result.student_cells.append((f"added cell {index}", cell.get("source", "")))
     if code_added:
-        result.findings.append(Finding(f"{len(code_added)} code cell(s) you added were not run in "
-                                       "grading: only the exercise cells are graded", flag=False))
+        result.findings.append(Finding(f"{len(code_added)} code cell(s) you added or changed outside "
+                                       "the exercises were not run in grading: only the exercise "
+                                       "cells are graded", flag=False))
     spec = submitted.get("metadata", {}).get("kernelspec", {}).get("name")
     if spec and spec != release.get("metadata", {}).get("kernelspec", {}).get("name"):
         result.findings.append(Finding(f"the notebook's kernel was changed to {spec!r}: "

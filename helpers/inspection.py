@@ -2,17 +2,16 @@
 
 Usage::
 
-    from helpers.inspection import count_parameters, count_flops, trace_shapes, format_trace
+    from helpers.inspection import count_parameters, count_flops, shape_table
     print(count_parameters(model))
     print(count_flops(model, (1, 3, 32, 32)))
-    print(format_trace(trace_shapes(model, (1, 3, 32, 32))))
+    print(shape_table(model, (1, 3, 32, 32)))
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -135,114 +134,3 @@ def shape_table(model: nn.Module, inputs: InputSpec, device: torch.device | str 
     rule = "-" * len(line(header))
     return "\n".join([line(header), rule, *map(line, rows), rule,
                       f"Total parameters: {count_parameters(model):,}"])
-
-
-@dataclass
-class LayerRecord:
-    """One leaf layer's call during a traced forward pass."""
-
-    name: str  # dotted module name, e.g. "features.0"
-    type_name: str  # class name, e.g. "Conv2d"
-    output_shape: tuple[int, ...]
-    params: int  # parameters owned by this layer
-
-
-def _shape_of(output: object) -> tuple[int, ...]:
-    """Shape of a layer's output: the tensor's, or the first tensor's in a tuple/list/dict."""
-    if isinstance(output, torch.Tensor):
-        return tuple(output.shape)
-    if isinstance(output, dict):
-        output = list(output.values())
-    if isinstance(output, (tuple, list)):
-        for item in output:
-            shape = _shape_of(item)
-            if shape:
-                return shape
-    return ()
-
-
-def trace_shapes(
-    model: nn.Module,
-    input_shape: InputSpec,
-    device: torch.device | str | None = None,
-    verbose: bool = False,
-) -> list[LayerRecord]:
-    """Run one forward pass and record each leaf layer's output shape, in execution order.
-
-    ``input_shape`` includes the batch dimension (e.g. ``(1, 3, 32, 32)``) or is an input
-    tensor. A layer called twice appears twice. With ``verbose`` the table is printed.
-
-    Raises:
-        RuntimeError: if the forward pass fails; the message names the layer that failed
-            (when known) and the last layer that ran with its output shape. The original
-            exception is chained.
-    """
-    x = _make_input(model, input_shape, device)
-    records: list[LayerRecord] = []
-    running: list[tuple[str, str, tuple[int, ...]]] = []  # layer entered but not finished
-    handles = []
-
-    def make_hooks(name: str, module: nn.Module):
-        own_params = sum(p.numel() for p in module.parameters(recurse=False))
-
-        def pre_hook(mod: nn.Module, args: tuple) -> None:
-            running.append((name, type(mod).__name__, _shape_of(args)))
-
-        def hook(mod: nn.Module, args: tuple, output: object) -> None:
-            running.pop()
-            records.append(LayerRecord(name, type(mod).__name__, _shape_of(output), own_params))
-
-        return pre_hook, hook
-
-    try:
-        for name, module in model.named_modules():
-            if not any(True for _ in module.children()):
-                pre_hook, hook = make_hooks(name or type(module).__name__, module)
-                handles.append(module.register_forward_pre_hook(pre_hook))
-                handles.append(module.register_forward_hook(hook))
-        with eval_mode(model):
-            model(x)
-    except Exception as err:
-        raise RuntimeError(_failure_message(records, running, tuple(x.shape), err)) from err
-    finally:
-        for handle in handles:
-            handle.remove()
-    if verbose:
-        print(format_trace(records))
-    return records
-
-
-def _failure_message(
-    records: list[LayerRecord],
-    running: list[tuple[str, str, tuple[int, ...]]],
-    input_shape: tuple[int, ...],
-    err: Exception,
-) -> str:
-    if running:
-        name, type_name, in_shape = running[-1]
-        where = f"The forward pass failed inside layer '{name}' ({type_name}), which got an input of shape {in_shape}."
-    else:
-        where = "The forward pass failed in code between layers (for example a reshape in forward())."
-    if records:
-        last = records[-1]
-        before = f" The last layer that ran was '{last.name}' ({last.type_name}) with output shape {last.output_shape}."
-    else:
-        before = f" No layer finished; the model input had shape {input_shape}."
-    return f"{where}{before} Original error: {type(err).__name__}: {err}"
-
-
-def format_trace(records: Sequence[LayerRecord]) -> str:
-    """A text table of :func:`trace_shapes` records with a parameter total."""
-    header = ("Layer", "Type", "Output shape", "Params")
-    rows = [(r.name, r.type_name, str(tuple(r.output_shape)), f"{r.params:,}") for r in records]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
-
-    def line(cells: Sequence[str]) -> str:
-        return "  ".join(
-            cell.rjust(w) if i == 3 else cell.ljust(w) for i, (cell, w) in enumerate(zip(cells, widths))
-        ).rstrip()
-
-    rule = "-" * len(line(header))
-    # A layer called twice shares its parameters: count each layer once in the total.
-    total = sum({r.name: r.params for r in records}.values())
-    return "\n".join([line(header), rule, *map(line, rows), rule, f"Total parameters in traced layers: {total:,}"])

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from helpers.checks.stride import torch_output_size
+from helpers.checks.stride import _torch_output_size  # the stride checks' PyTorch oracle
 
 
 def pool_image(image: np.ndarray, mode: str, kernel_size: int, stride: int) -> np.ndarray:
@@ -72,11 +72,14 @@ def pooling_explorer(image: np.ndarray, max_kernel: int = 16) -> widgets.Widget:
     )
 
 
-def conv_output_size(input_size: int, kernel_size: int, stride: int, padding: int,
-                     dilation: int = 1) -> int:
-    """PyTorch's output size of a square convolution, or 0 when it gives no output."""
+def _conv_output_size(input_size: int, kernel_size: int, stride: int, padding: int,
+                      dilation: int = 1) -> int:
+    """PyTorch's output size of a square convolution, or 0 when it gives no output.
+
+    Private: notebook 02's first exercise is to compute this yourself.
+    """
     try:
-        return torch_output_size(input_size, kernel_size, stride, padding, dilation, layer="conv")
+        return _torch_output_size(input_size, kernel_size, stride, padding, dilation, layer="conv")
     except ValueError:
         return 0
 
@@ -87,7 +90,7 @@ def draw_kernel_positions(input_size: int, kernel_size: int, stride: int, paddin
 
     ``position`` numbers the output cells row by row (it wraps around). Returns the figure.
     """
-    out = conv_output_size(input_size, kernel_size, stride, padding, dilation)
+    out = _conv_output_size(input_size, kernel_size, stride, padding, dilation)
     side = input_size + 2 * padding
     fig, (ax_in, ax_out) = plt.subplots(1, 2, figsize=(10, 5), gridspec_kw={"width_ratios": [3, 2]})
     for r in range(side):

@@ -12,12 +12,14 @@ from torch import nn
 
 from autograder.solutions import load_solutions
 from helpers.checks.core import CheckFailed
-from helpers.checks.stride import (ReshapeBugNet, TwoPathNet, check_compute_network_sizes,
+from helpers.inspection import layer_shapes
+from helpers.checks.stride import (ReshapeBugNet, TwoPathNet, _expected_calls, _torch_network_sizes,
+                                   _torch_output_size, check_compute_network_sizes,
                                    check_compute_output_size, check_rejects_no_output,
                                    check_trace_cleans_up_on_error, check_trace_shapes,
                                    compare_output_size_with_torch, compare_random_networks,
                                    compare_trace, compare_trace_printout, expect_network_error,
-                                   likely_bug, random_configs, small_cnn, torch_output_size)
+                                   likely_bug, random_configs, small_cnn)
 
 # The checks are tested as nbgrader runs them: an untouched stub raises.
 pytestmark = pytest.mark.usefixtures("grading_mode")
@@ -49,15 +51,42 @@ def test_one_axis_oracle_matches_square_modules(module, size):
     def first(v):
         return v[0] if isinstance(v, tuple) else v
     ceil = getattr(module, "ceil_mode", False)
-    assert torch_output_size(size, first(module.kernel_size), first(module.stride), first(module.padding),
-                             first(module.dilation), ceil) == out.shape[-1] == out.shape[-2]
+    assert _torch_output_size(size, first(module.kernel_size), first(module.stride), first(module.padding),
+                              first(module.dilation), ceil) == out.shape[-1] == out.shape[-2]
 
 
 def test_oracle_raises_value_error_when_pytorch_gives_no_output():
     with pytest.raises(ValueError, match="no output"):
-        torch_output_size(2, 3)
+        _torch_output_size(2, 3)
     with pytest.raises(ValueError, match="no output"):
-        torch_output_size(3, 2, stride=1, dilation=3, ceil_mode=True)
+        _torch_output_size(3, 2, stride=1, dilation=3, ceil_mode=True)
+
+
+def test_oracles_are_private():
+    """The notebook imports the checks: none of their public names may hand out an answer."""
+    import helpers.checks.stride as stride
+    import helpers.widgets as widgets
+    for module, name in [(stride, "torch_output_size"), (stride, "torch_network_sizes"),
+                         (stride, "trusted_trace_shapes"), (widgets, "conv_output_size")]:
+        assert not hasattr(module, name), f"{module.__name__}.{name} is public"
+
+
+def test_trace_oracle_follows_execution_order_and_repeats():
+    """torch.fx sees each call of a torch.nn layer in the order it runs, a reused ReLU twice."""
+    assert _expected_calls(TwoPathNet(), (2, 3, 8, 8)) == [
+        ("stem.0", "Conv2d", (2, 8, 8, 8)), ("stem.1", "BatchNorm2d", (2, 8, 8, 8)),
+        ("act", "ReLU", (2, 8, 8, 8)), ("down", "Conv2d", (2, 16, 4, 4)), ("act", "ReLU", (2, 16, 4, 4)),
+        ("pool", "AdaptiveAvgPool2d", (2, 16, 1, 1)), ("head", "Linear", (2, 10))]
+
+
+@pytest.mark.parametrize("check, course_code", [
+    (check_compute_output_size, _torch_output_size),
+    (check_compute_network_sizes, _torch_network_sizes),
+    (check_trace_shapes, layer_shapes),
+])
+def test_checks_refuse_the_course_own_code(check, course_code):
+    message = message_of(check, course_code)
+    assert "from the course's module" in message and "your own function" in message, message
 
 
 def test_random_configs_cover_every_part_of_the_formula():
@@ -367,11 +396,11 @@ def test_leaked_hooks_are_removed_from_the_checked_model():
 # ---- the kernel explorer used in the notebook ----
 
 def test_kernel_explorer_draws_and_reports_sizes():
-    from helpers.widgets import conv_output_size, draw_kernel_positions, kernel_slider_explorer
+    from helpers.widgets import _conv_output_size, draw_kernel_positions, kernel_slider_explorer
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    assert conv_output_size(7, 3, 2, 1) == compute_output_size(7, 3, stride=2, padding=1) == 4
-    assert conv_output_size(2, 3, 1, 0) == 0
+    assert _conv_output_size(7, 3, 2, 1) == compute_output_size(7, 3, stride=2, padding=1) == 4
+    assert _conv_output_size(2, 3, 1, 0) == 0
     for args in [(7, 3, 2, 1, 2, 5), (2, 3, 1, 0, 1, 0)]:
         fig = draw_kernel_positions(*args)
         assert fig.axes[1].get_title()

@@ -8,14 +8,11 @@ import torchvision
 from torch import nn
 
 from helpers.inspection import (
-    LayerRecord,
     count_flops,
     count_macs,
     count_parameters,
     eval_mode,
-    format_trace,
     parameter_table,
-    trace_shapes,
 )
 
 
@@ -27,10 +24,6 @@ def tiny_net() -> nn.Sequential:
         nn.Flatten(),  # (1, 288)
         nn.Linear(288, 10),  # 2890 params
     )
-
-
-def all_hooks_removed(model: nn.Module) -> bool:
-    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
 
 
 def test_count_parameters() -> None:
@@ -83,71 +76,10 @@ def test_eval_mode_restores_after_exception() -> None:
     assert model.training and torch.is_grad_enabled()
 
 
-def test_trace_shapes_records_leaf_layers_in_order(capsys) -> None:
-    model = tiny_net().train()
-    records = trace_shapes(model, (1, 3, 8, 8))
-    assert records == [
-        LayerRecord("0", "Conv2d", (1, 8, 6, 6), 224),
-        LayerRecord("1", "BatchNorm2d", (1, 8, 6, 6), 16),
-        LayerRecord("2", "ReLU", (1, 8, 6, 6), 0),
-        LayerRecord("3", "Flatten", (1, 288), 0),
-        LayerRecord("4", "Linear", (1, 10), 2890),
-    ]
-    assert model.training and all_hooks_removed(model)
-    assert capsys.readouterr().out == ""
-    trace_shapes(model, torch.zeros(1, 3, 8, 8), verbose=True)
-    assert "(1, 8, 6, 6)" in capsys.readouterr().out
-
-
-def test_trace_shapes_on_resnet_follows_execution_order() -> None:
-    model = torchvision.models.resnet18(num_classes=10)
-    records = trace_shapes(model, (1, 3, 32, 32))
-    assert records[0].name == "conv1" and records[0].output_shape == (1, 64, 16, 16)
-    assert records[-1] == LayerRecord("fc", "Linear", (1, 10), 512 * 10 + 10)
-    names = [r.name for r in records]
-    # The shared ReLU in each BasicBlock runs twice; the downsample runs after the block's convs.
-    assert names.count("layer1.0.relu") == 2
-    assert names.index("layer2.0.downsample.0") > names.index("layer2.0.conv2")
-    assert all_hooks_removed(model)
-
-
-def test_trace_failure_names_last_layer_and_removes_hooks() -> None:
-    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(100, 10))
-    with pytest.raises(RuntimeError) as info:
-        trace_shapes(model, (1, 3, 8, 8))
-    message = str(info.value)
-    assert "inside layer '3' (Linear)" in message and "(1, 288)" in message
-    assert "last layer that ran was '2' (Flatten) with output shape (1, 288)" in message
-    assert isinstance(info.value.__cause__, RuntimeError)  # the original error is chained
-    assert "mat1 and mat2" in str(info.value.__cause__)
-    assert all_hooks_removed(model)
-
-
-class ReshapeBug(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 3)
-        self.fc = nn.Linear(10, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv(x)
-        return self.fc(x.view(x.shape[0], 7, -1))  # wrong reshape: fails between layers
-
-
-def test_trace_failure_between_layers() -> None:
-    model = ReshapeBug().train()
-    with pytest.raises(RuntimeError, match="between layers.*'conv' \\(Conv2d\\) with output shape \\(1, 4, 6, 6\\)"):
-        trace_shapes(model, (1, 3, 8, 8))
-    assert all_hooks_removed(model) and model.training
-
-
-def test_format_trace() -> None:
-    records = trace_shapes(tiny_net(), (1, 3, 8, 8))
-    text = format_trace(records)
-    lines = text.splitlines()
-    assert lines[0].split() == ["Layer", "Type", "Output", "shape", "Params"]
-    assert any("Linear" in line and "(1, 10)" in line and "2,890" in line for line in lines)
-    assert lines[-1] == "Total parameters in traced layers: 3,130"
+def test_no_hook_tracer_in_helpers():
+    """Notebook 02's exercise 3 is a forward-hook shape tracer: helpers must not hand it out."""
+    import helpers.inspection as inspection
+    assert not any(hasattr(inspection, name) for name in ("trace_shapes", "format_trace", "LayerRecord"))
 
 
 def test_layer_shapes_agree_with_running_the_layers():

@@ -88,3 +88,24 @@ def test_your_code_or_uses_the_fallback_only_when_needed(capsys):
     out = capsys.readouterr().out
     assert got == "library"
     assert out.startswith(SKIPPED) and "torchvision's vgg11" in out and out.count("\n") == 1
+
+
+def test_checks_refuse_the_course_own_code():
+    """Passing a function, class or instance from `helpers` to a check fails with an actionable message."""
+    import functools
+
+    from helpers.checks.core import reject_course_code
+    from helpers.inspection import count_parameters
+    from helpers.training import History
+
+    for course_code in (count_parameters, History, History(), functools.partial(count_parameters)):
+        with pytest.raises(CheckFailed) as info:
+            reject_course_code(course_code, "max_pool_2d")
+        message = str(info.value)
+        assert "from the course's module `helpers." in message
+        assert "Write `max_pool_2d` yourself" in message
+    class Mine:
+        pass
+
+    for own in (stub, lambda x: x, Mine, Mine(), len):
+        reject_course_code(own, "max_pool_2d")               # the student's code, or a builtin

@@ -1,18 +1,21 @@
 """Checks for notebook 02 (stride).
 
-The oracles are PyTorch itself:
+The oracles are PyTorch itself, and private to this module:
 
 * the output size of a configuration is the length that ``F.conv2d`` (or
   ``F.max_pool2d``, the only one of the two with ``ceil_mode``) returns on a
   zeros input; PyTorch refusing the configuration means "no output";
-* the layer shapes of a model are what the trusted tracer
-  :func:`helpers.inspection.trace_shapes` records.
+* the layer shapes of a model are what ``torch.fx`` shape propagation
+  (:func:`helpers.inspection.layer_shapes`) finds, without forward hooks.
 
 ``compute_network_sizes`` naturally calls the student's ``compute_output_size``.
 So that a wrong ``compute_output_size`` costs only exercise 1's points, the
 network check *lends* the student's function a correct ``compute_output_size``
-(the PyTorch oracle :func:`torch_output_size`) through the function's globals
+(the PyTorch oracle :func:`_torch_output_size`) through the function's globals
 while it runs, and puts the student's own back afterwards.
+
+Every check refuses a function that comes from the course's ``helpers``
+package (:func:`helpers.checks.core.reject_course_code`).
 """
 from __future__ import annotations
 
@@ -27,9 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from helpers.inspection import trace_shapes as trusted_trace_shapes
+from helpers.inspection import layer_shapes
 
-from .core import CheckFailed, NotAttempted, call_student, passed, student_check
+from .core import (CheckFailed, NotAttempted, call_student, passed, reject_course_code,
+                   student_check)
 
 OUTPUT_SIZE = "compute_output_size"
 NETWORK_SIZES = "compute_network_sizes"
@@ -38,8 +42,8 @@ ARGUMENTS = ("input_size", "kernel_size", "stride", "padding", "dilation", "ceil
 
 
 # --------------------------------------------------------------------------- oracle
-def torch_output_size(input_size: int, kernel_size: int, stride: int = 1, padding: int = 0,
-                      dilation: int = 1, ceil_mode: bool = False, *, layer: str | None = None) -> int:
+def _torch_output_size(input_size: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                       dilation: int = 1, ceil_mode: bool = False, *, layer: str | None = None) -> int:
     """The output length PyTorch gives along one axis; ValueError when it gives none.
 
     ``layer`` is ``"conv"`` (F.conv2d, needs ``ceil_mode=False``) or ``"pool"``
@@ -91,7 +95,7 @@ def random_configs(n: int, seed: int, *, valid: bool = True) -> list[tuple[dict,
                       dilation=int(rng.integers(1, 4)),
                       ceil_mode=bool(pool and rng.integers(2)))
         try:
-            size = torch_output_size(**config, layer="pool" if pool else "conv")
+            size = _torch_output_size(**config, layer="pool" if pool else "conv")
         except ValueError:
             if not valid:
                 found.append((config, None))
@@ -156,7 +160,8 @@ def _require_int(value: Any, what: str, config: dict) -> int:
 def compare_output_size(fn: Callable, config: dict, expected: int | None = None,
                         what: str = OUTPUT_SIZE) -> None:
     """Call ``fn`` on one configuration and compare with PyTorch's size."""
-    expected = torch_output_size(**config) if expected is None else expected
+    reject_course_code(fn, what)
+    expected = _torch_output_size(**config) if expected is None else expected
     got = _require_int(call_student(fn, config["input_size"], config["kernel_size"],
                                     **{k: config[k] for k in ARGUMENTS[2:]}, what=what),
                        what, config)
@@ -176,6 +181,7 @@ def compare_output_size_with_torch(fn: Callable, n_configs: int = 200, seed: int
 
 def expect_no_output_error(fn: Callable, config: dict, what: str = OUTPUT_SIZE) -> None:
     """``fn`` must raise ValueError on a configuration that has no output."""
+    reject_course_code(fn, what)
     args = (config["input_size"], config["kernel_size"])
     kwargs = {k: config[k] for k in ARGUMENTS[2:]}
     try:
@@ -242,7 +248,7 @@ def lend_correct_output_size(fn: Callable) -> Iterator[None]:
         return
     missing = object()
     own = namespace.get(OUTPUT_SIZE, missing)
-    namespace[OUTPUT_SIZE] = torch_output_size
+    namespace[OUTPUT_SIZE] = _torch_output_size
     try:
         yield
     finally:
@@ -252,11 +258,11 @@ def lend_correct_output_size(fn: Callable) -> Iterator[None]:
             namespace[OUTPUT_SIZE] = own
 
 
-def torch_network_sizes(input_size: int, layers: list[dict]) -> list[int]:
+def _torch_network_sizes(input_size: int, layers: list[dict]) -> list[int]:
     """Sizes after each layer, asking PyTorch one layer at a time."""
     sizes = [input_size]
     for layer in layers:
-        sizes.append(torch_output_size(sizes[-1], **layer))
+        sizes.append(_torch_output_size(sizes[-1], **layer))
     return sizes
 
 
@@ -279,7 +285,8 @@ def _require_sizes(value: Any, n: int, what: str) -> list[int]:
 def compare_network_sizes(fn: Callable, input_size: int, layers: list[dict],
                           what: str = NETWORK_SIZES) -> None:
     """Run ``fn(input_size, layers)`` and compare each size with PyTorch's."""
-    expected = torch_network_sizes(input_size, layers)
+    reject_course_code(fn, what)
+    expected = _torch_network_sizes(input_size, layers)
     given = copy.deepcopy(layers)
     with lend_correct_output_size(fn):
         got = _require_sizes(call_student(fn, input_size, given, what=what), len(expected), what)
@@ -302,6 +309,7 @@ def compare_network_sizes(fn: Callable, input_size: int, layers: list[dict],
 def expect_network_error(fn: Callable, input_size: int, layers: list[dict],
                          what: str = NETWORK_SIZES) -> None:
     """A network with a layer that leaves no output must raise ValueError."""
+    reject_course_code(fn, what)
     with lend_correct_output_size(fn):
         try:
             result = fn(input_size, copy.deepcopy(layers))
@@ -330,7 +338,7 @@ def random_network(seed: int, max_layers: int = 6) -> tuple[int, list[dict]]:
     for config, _ in random_configs(10 * max_layers, seed):      # candidate layers
         layer = {k: config[k] for k in ARGUMENTS[1:]}
         try:
-            sizes.append(torch_output_size(sizes[-1], **layer))
+            sizes.append(_torch_output_size(sizes[-1], **layer))
         except ValueError:
             continue                                             # does not fit here: skip it
         layers.append(layer)
@@ -480,10 +488,20 @@ def _trace_hint(expected: list, got: list, model: nn.Module) -> str:
             "a hook on each leaf layer before running the model once.")
 
 
+def _expected_calls(model: nn.Module, input_shape: tuple) -> list[tuple[str, str, tuple[int, ...]]]:
+    """(name, type, output shape) of each layer call, found by torch.fx shape propagation.
+
+    Symbolic tracing sees the calls of torch.nn's own layers in the order they run,
+    which is what a hook on every leaf layer sees for the models these checks use
+    (all their leaves are torch.nn layers).
+    """
+    return [(name, type_name, shape) for name, type_name, shape, _ in layer_shapes(model, input_shape)]
+
+
 def compare_trace(fn: Callable, model: nn.Module, input_shape: tuple, what: str = TRACE) -> None:
-    """``fn(model, input_shape)`` must return what the trusted tracer records, print nothing, leave no hook."""
-    expected = [(r.name, r.type_name, tuple(r.output_shape))
-                for r in trusted_trace_shapes(model, input_shape)]
+    """``fn(model, input_shape)`` must return PyTorch's layer shapes, print nothing, leave no hook."""
+    reject_course_code(fn, what)
+    expected = _expected_calls(model, input_shape)
     printed = io.StringIO()
     with _watch_hooks(model, what, "after a forward pass that worked"):
         with contextlib.redirect_stdout(printed):
@@ -507,6 +525,7 @@ def compare_trace(fn: Callable, model: nn.Module, input_shape: tuple, what: str 
 def compare_trace_printout(fn: Callable, model: nn.Module, input_shape: tuple,
                            what: str = TRACE) -> None:
     """With ``verbose=True`` every layer's name and type must be printed, one line each at least."""
+    reject_course_code(fn, what)
     printed = io.StringIO()
     with _watch_hooks(model, what, "after a forward pass that worked"):
         with contextlib.redirect_stdout(printed):
@@ -531,6 +550,7 @@ def check_trace_cleans_up_on_error(fn: Callable, model: nn.Module, input_shape: 
     It runs with ``verbose=True``: the lines of the layers that finished before the error
     (``ran_before_error``, their type names) must have been printed already.
     """
+    reject_course_code(fn, what)
     printed = io.StringIO()
     with _watch_hooks(model, what, "after a forward pass that raised"):
         try:
