@@ -10,6 +10,7 @@ Usage::
 
     from helpers.transplant import copy_weights_by_order, first_divergence
     pairs = copy_weights_by_order(torchvision_model, my_model)   # [(source name, target name), ...]
+    share_weights_by_order(torchvision_model, my_model)          # the same, sharing storage: no copy
     divergence = first_divergence(torchvision_model, my_model, torch.randn(1, 3, 224, 224))
     print(divergence or "the two models agree layer by layer")
 
@@ -19,8 +20,8 @@ they are, on the device of ``x``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -28,8 +29,8 @@ from torch import nn
 
 from helpers.inspection import eval_mode
 
-__all__ = ["TransplantError", "copy_weights_by_order", "Divergence", "first_divergence",
-           "randomize_batchnorm_"]
+__all__ = ["TransplantError", "match_by_order", "copy_weights_by_order", "share_weights_by_order",
+           "weights_on_demand", "Divergence", "first_divergence", "randomize_batchnorm_"]
 
 
 # ------------------------------------------------------------------ transplant
@@ -117,6 +118,21 @@ def _pair_up(kind: str, source: Named, target: Named, source_label: str,
     return [(s_name, t_name) for (s_name, _), (t_name, _) in zip(source, target)]
 
 
+def match_by_order(source: nn.Module, target: nn.Module, *, source_label: str = "source",
+                   target_label: str = "target") -> list[tuple[str, str]]:
+    """Pair ``source``'s parameters and buffers with ``target``'s by order and shape; change nothing.
+
+    Returns the ``(source name, target name)`` pairs, parameters first, then buffers.
+
+    Raises:
+        TransplantError: as :func:`copy_weights_by_order`, with the same messages.
+    """
+    pairs = _pair_up("parameter", list(source.named_parameters()), list(target.named_parameters()),
+                     source_label, target_label)
+    return pairs + _pair_up("buffer", list(source.named_buffers()), list(target.named_buffers()),
+                            source_label, target_label)
+
+
 def copy_weights_by_order(source: nn.Module, target: nn.Module, *, source_label: str = "source",
                           target_label: str = "target") -> list[tuple[str, str]]:
     """Copy ``source``'s parameters and buffers into ``target``, matched by order and shape.
@@ -135,12 +151,94 @@ def copy_weights_by_order(source: nn.Module, target: nn.Module, *, source_label:
     """
     src_params, tgt_params = list(source.named_parameters()), list(target.named_parameters())
     src_buffers, tgt_buffers = list(source.named_buffers()), list(target.named_buffers())
-    pairs = _pair_up("parameter", src_params, tgt_params, source_label, target_label)
-    pairs += _pair_up("buffer", src_buffers, tgt_buffers, source_label, target_label)
+    pairs = match_by_order(source, target, source_label=source_label, target_label=target_label)
     with torch.no_grad():
         for (_, s), (_, t) in zip(src_params + src_buffers, tgt_params + tgt_buffers):
             t.copy_(s)
     return pairs
+
+
+def share_weights_by_order(source: nn.Module, target: nn.Module, *, source_label: str = "source",
+                           target_label: str = "target") -> list[tuple[str, str]]:
+    """Make ``target`` use ``source``'s own parameter and buffer tensors, matched by order and shape.
+
+    The pairing is :func:`copy_weights_by_order`'s, but nothing is copied: each of
+    ``target``'s tensors is replaced by ``source``'s (``load_state_dict(..., assign=True)``),
+    so the two models share storage and a change to one shows in the other. ``target``
+    may be built on the ``meta`` device (shapes only, no memory): a second VGG-16 then
+    costs nothing instead of half a gigabyte. ``target`` ends up on ``source``'s device
+    and dtype.
+
+    Returns the ``(source name, target name)`` pairs, parameters first, then buffers.
+
+    Raises:
+        TransplantError: as :func:`copy_weights_by_order`; nothing is shared then.
+    """
+    pairs = match_by_order(source, target, source_label=source_label, target_label=target_label)
+    tensors = dict(source.named_parameters()) | dict(source.named_buffers())
+    state = {t_name: tensors[s_name] for s_name, t_name in pairs}
+    persistent = target.state_dict(keep_vars=True).keys()
+    target.load_state_dict({k: v for k, v in state.items() if k in persistent}, assign=True)
+    for name in state.keys() - persistent:               # non-persistent buffers are not in state_dict
+        module_name, _, attr = name.rpartition(".")
+        target.get_submodule(module_name).register_buffer(attr, state[name], persistent=False)
+    return pairs
+
+
+@contextmanager
+def weights_on_demand(models: Sequence[nn.Module],
+                      values: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[set[int]]:
+    """Run models built on the ``meta`` device, each layer holding real weights only while it runs.
+
+    Inside the ``with`` block, every module that owns meta-device parameters or buffers
+    gets them, right before it is called, as real tensors: ``values(t)`` for each meta
+    tensor ``t`` (same shape and dtype, on the device to compute on; it must return the same
+    values every time). Right after the call they go back to the meta device. A forward
+    pass then needs the memory of one layer's weights, not of the whole model: for VGG-16,
+    the 411 MB of its largest layer instead of 553 MB, and nothing at all between calls.
+    Tensors shared between models (:func:`share_weights_by_order`) get the same values in
+    both. Only layers called through ``module(...)`` are served: a forward pass that reads
+    a module's weights without calling it (``F.conv2d(x, self.conv.weight)``) gets meta
+    tensors, and PyTorch may then compute garbage without an error. The block therefore
+    receives the set of the ``id`` of every tensor served so far (clear it to count afresh):
+    a tensor missing from it was not used through its layer.
+
+    The tensors are swapped in place (:func:`torch.utils.swap_tensors`), so every model and
+    module that holds one sees its values. On leaving the block every tensor is on the meta
+    device again and the hooks are gone, also after an error.
+    """
+    from torch.utils import swap_tensors
+
+    loaded: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}   # id -> (tensor, its meta stand-in)
+    served: set[int] = set()
+
+    def load(tensors: list[torch.Tensor]) -> None:
+        for t in tensors:
+            if id(t) not in loaded:        # a tensor shared by two layers is loaded once
+                real = values(t)
+                if isinstance(t, nn.Parameter):
+                    real = nn.Parameter(real, requires_grad=t.requires_grad)
+                swap_tensors(t, real)        # t now holds the values, `real` the meta tensor
+                loaded[id(t)] = (t, real)
+                served.add(id(t))
+
+    def unload(tensors: list[torch.Tensor]) -> None:
+        for t in tensors:
+            if id(t) in loaded:
+                swap_tensors(*loaded.pop(id(t)))
+
+    with ExitStack() as stack:
+        stack.callback(lambda: unload([t for t, _ in list(loaded.values())]))
+        for model in models:
+            for module in model.modules():
+                own = [t for t in [*module._parameters.values(), *module._buffers.values()]
+                       if t is not None and t.is_meta]
+                if own:
+                    stack.enter_context(module.register_forward_pre_hook(
+                        lambda mod, args, own=own: load(own)))
+                    stack.enter_context(module.register_forward_hook(
+                        lambda mod, args, out, own=own: unload(own), always_call=True))
+        yield served
 
 
 def randomize_batchnorm_(model: nn.Module, seed: int = 0) -> nn.Module:

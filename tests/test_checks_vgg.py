@@ -1,6 +1,8 @@
 """The VGG checks pass the reference solution and fail typical wrong answers, naming the layer."""
 import copy
 import functools
+import gc
+import weakref
 
 import pytest
 import torch
@@ -9,9 +11,9 @@ from torch import nn
 
 from autograder.solutions import load_solutions, solution_sources
 from helpers.checks.core import CheckFailed
-from helpers.checks.vgg import (VGG16_CONFIG, check_matches_torchvision, check_parameter_count,
-                                check_vgg, check_vgg16, check_vgg_block, compare_vgg, materialize,
-                                substitute_globals, torchvision_vgg)
+from helpers.checks.vgg import (_on_meta, _random_weights_, _torchvision_vgg, check_matches_torchvision,
+                                check_parameter_count, check_vgg, check_vgg16, check_vgg_block,
+                                compare_vgg, compare_vgg16, substitute_globals)
 from helpers.inspection import count_parameters
 
 # The checks are tested as nbgrader runs them: an untouched stub raises.
@@ -34,8 +36,19 @@ def solution():
 
 @pytest.fixture(scope="module")
 def tv16():
-    """One torchvision VGG-16 with random weights, copied by the fixtures that break it."""
-    return torchvision.models.vgg16(weights=None).eval()
+    """torchvision's VGG-16 on the meta device (no memory), copied by the fixtures that break it."""
+    return _on_meta(torchvision.models.vgg16, weights=None)
+
+
+class PlainVGG(nn.Module):
+    """torchvision's VGG-16 layers in a class of one's own, with the same names, as a student writes it."""
+
+    def __init__(self, tv):
+        super().__init__()
+        self.features, self.avgpool, self.classifier = tv.features, tv.avgpool, tv.classifier
+
+    def forward(self, x):
+        return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
 
 
 def message_of(check, answer):
@@ -55,7 +68,7 @@ def assert_words(message, words):
 def test_vgg16_has_138_357_544_parameters():
     with torch.device("meta"):
         assert count_parameters(torchvision.models.vgg16(weights=None)) == 138_357_544
-        assert count_parameters(torchvision_vgg(VGG16_CONFIG)) == 138_357_544
+        assert count_parameters(_torchvision_vgg(torchvision.models.vgg.cfgs["D"])) == 138_357_544
 
 
 def test_check_parameter_count(capsys):
@@ -68,13 +81,17 @@ def test_check_parameter_count(capsys):
         check_parameter_count(lambda x: x, 9, "layer")
 
 
-def test_materialized_reference_is_torchvision_with_fresh_weights():
-    model = materialize(torchvision_vgg, [8, "M", 512, "M"], num_classes=3, batch_norm=True, seed=1)
+def test_random_weights_are_seeded_and_show_a_misplaced_bias_or_batchnorm():
+    def seeded(seed):
+        model = _on_meta(_torchvision_vgg, [8, "M", 512, "M"], num_classes=3, batch_norm=True)
+        return _random_weights_(model.to_empty(device="cpu"), seed)
+
+    model = seeded(1)
     assert type(model).__module__ == "torchvision.models.vgg"
     bn = model.features[1]
     assert bn.running_var.min() > 0 and bn.num_batches_tracked.item() == 0
     assert model.features[0].bias.abs().sum() > 0, "biases are non-zero so a missing bias shows"
-    again = materialize(torchvision_vgg, [8, "M", 512, "M"], num_classes=3, batch_norm=True, seed=1)
+    again = seeded(1)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values()))
 
 
@@ -97,12 +114,27 @@ def test_solution_passes_every_check_and_vgg16_is_graded_apart_from_vgg(solution
 
 
 def test_solution_vgg16_with_its_own_vgg_matches_torchvision(solution, tv16, capsys):
-    """No stand-in here: the student's VGG16 built on the student's VGG gives torchvision's logits."""
+    """No stand-in here: the student's VGG16 built on the student's VGG gives torchvision's logits.
+
+    The reference is on the meta device: it takes the student's tensors, so one VGG-16 is in memory.
+    """
     model = solution["VGG16"]()
     assert count_parameters(model) == 138_357_544
-    max_diff = check_matches_torchvision(model, copy.deepcopy(tv16), (1, 3, 224, 224), "VGG16", verbose=True)
+    reference = copy.deepcopy(tv16)
+    max_diff = check_matches_torchvision(model, reference, (1, 3, 64, 64), "VGG16", verbose=True)
     assert max_diff < 1e-4
     assert capsys.readouterr().out.startswith("✓ VGG16: passed (same outputs as torchvision")
+    assert reference.features[0].weight is model.features[0].weight, "shared, not copied"
+    assert not any(p.is_meta for p in reference.parameters())
+
+
+def test_a_reference_with_weights_lends_them_to_the_students_model(solution, capsys):
+    reference = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2))
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2))
+    check_matches_torchvision(model, reference, (1, 3, 8, 8), "block", verbose=True)
+    assert torch.equal(model[1].running_var, reference[1].running_var)
+    assert model[0].weight is not reference[0].weight, "copied, not shared"
+    assert capsys.readouterr().out.startswith("✓ block: passed")
 
 
 def test_substitute_globals_restores_the_namespace():
@@ -117,7 +149,7 @@ def test_substitute_globals_restores_the_namespace():
 
 def broken(tv16, edit):
     def VGG16(num_classes=1000):
-        model = copy.deepcopy(tv16)
+        model = PlainVGG(copy.deepcopy(tv16))        # on the meta device, as the check builds it
         edit(model)
         return model
     return VGG16
@@ -139,8 +171,8 @@ def fewer_convs(model):
     (drop_relu, ["features.9 (torchvision calls it features.10)", "its input already differs",
                  "between features.7 and features.10 torchvision runs features.8 (ReLU), features.9 (MaxPool2d)",
                  "between features.7 and features.9 yours runs features.8 (MaxPool2d)"]),
-    (unpad, ["the first layer that differs is features.12", "another shape", "(1, 256, 56, 56)",
-             "(1, 256, 54, 54)", "padding=(1, 1)"]),
+    (unpad, ["the first layer that differs is features.12", "another shape", "(1, 256, 16, 16)",
+             "(1, 256, 14, 14)", "padding=(1, 1)"]),
     (fewer_convs, ["number of parameters is wrong", "138,357,544", "13 convolutions"]),
 ])
 def test_vgg16_check_names_the_first_differing_layer(tv16, edit, words):
@@ -149,7 +181,7 @@ def test_vgg16_check_names_the_first_differing_layer(tv16, edit, words):
 
 def test_vgg16_check_catches_ignored_num_classes(tv16):
     def VGG16(num_classes=1000):
-        return copy.deepcopy(tv16)                     # always 1000 classes
+        return PlainVGG(copy.deepcopy(tv16))                           # always 1000 classes
     assert_words(message_of(check_vgg16, VGG16), ["VGG16(num_classes=10)", "num_classes"])
 
 
@@ -159,6 +191,123 @@ def test_vgg16_check_catches_ignored_num_classes(tv16):
 ])
 def test_vgg16_check_fails_non_models(answer, words):
     assert_words(message_of(check_vgg16, answer), words)
+
+
+# ---- answers that are torchvision's own model ----
+
+class SubclassedVGG(torchvision.models.VGG):
+    def __init__(self, config, num_classes=1000, batch_norm=False):
+        layers, width = [], 3
+        for c in config:
+            layers += [nn.MaxPool2d(2, 2)] if c == "M" else [nn.Conv2d(width, c, 3, padding=1), nn.ReLU()]
+            width = width if c == "M" else c
+        super().__init__(nn.Sequential(*layers), num_classes=num_classes)
+
+
+class MadeLayersVGG(nn.Module):
+    def __init__(self, config, num_classes=1000, batch_norm=False):
+        super().__init__()
+        self.features = torchvision.models.vgg.make_layers(config, batch_norm=batch_norm)
+
+
+def wrapped_vgg16(num_classes=1000):
+    with torch.device("meta"):
+        return nn.Sequential(torchvision.models.vgg16(num_classes=num_classes))
+
+
+def vgg16_from_cfgs(num_classes=1000):
+    return Unattempted(torchvision.models.vgg.cfgs["D"], num_classes=num_classes)   # stands for VGG
+
+
+def torchvision_vgg16(num_classes=1000):
+    with torch.device("meta"):
+        return torchvision.models.vgg16(num_classes=num_classes)
+
+
+@pytest.mark.parametrize("check, answer, words", [
+    (check_vgg16, torchvision_vgg16, ["VGG16: your model is torchvision's VGG", "Table 1",
+                                      "compare torchvision with itself",
+                                      "got:      torchvision.models.vgg.VGG"]),
+    (check_vgg16, wrapped_vgg16, ["your model's `0` is torchvision's VGG"]),
+    (check_vgg16, vgg16_from_cfgs, ["your code uses torchvision's cfgs", "Table 1"]),
+    (check_vgg, SubclassedVGG, ["SubclassedVGG, a subclass of torchvision's VGG", "nn.Conv2d"]),
+    (check_vgg, MadeLayersVGG, ["VGG: your code uses torchvision's make_layers"]),
+    (check_vgg_block, lambda c_in, c_out, n: torchvision.models.vgg.make_layers([c_out] * n + ["M"]),
+     ["VGGBlock: your code uses torchvision's make_layers"]),
+])
+def test_checks_refuse_torchvisions_own_model(check, answer, words):
+    assert_words(message_of(check, answer), words)
+
+
+def test_an_imported_make_layers_is_refused_and_an_own_one_is_not():
+    namespace = {"nn": nn}
+    exec("from torchvision.models.vgg import make_layers\n"
+         "class VGG(nn.Module):\n"
+         "    def __init__(self, config, num_classes=1000, batch_norm=False):\n"
+         "        super().__init__()\n"
+         "        self.features = make_layers(config)\n", namespace)
+    assert_words(message_of(check_vgg, namespace["VGG"]), ["your code uses torchvision's make_layers"])
+    exec("def make_layers(config):\n"
+         "    raise NotImplementedError\n", namespace)           # the student's own helper of that name
+    assert_words(message_of(check_vgg, namespace["VGG"]), ["not attempted yet"])
+
+
+# ---- memory and unwritten methods ----
+
+def test_a_failing_check_frees_the_models_it_built(tv16):
+    built = []
+
+    def VGG16(num_classes=1000):
+        model = broken(tv16, drop_relu)(num_classes)
+        built.append(weakref.ref(model))
+        return model
+
+    with pytest.raises(CheckFailed) as info:
+        compare_vgg16(VGG16, num_classes=1000, input_shape=(1, 3, 32, 32))
+    gc.collect()
+    assert "its input already differs" in str(info.value)
+    assert built and built[0]() is None, "the failure still holds the model"
+
+
+class FunctionalBlock(nn.Module):
+    """Runs its convolutions' weights through F.conv2d instead of calling the layers."""
+
+    def __init__(self, in_channels, out_channels, num_convs):
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3,
+                                             padding=1) for i in range(num_convs))
+
+    def forward(self, x):
+        for conv in self.convs:
+            x = torch.relu(nn.functional.conv2d(x, conv.weight, conv.bias, padding=1))
+        return nn.functional.max_pool2d(x, 2)
+
+
+def test_a_forward_that_reads_weights_directly_is_checked_with_all_of_them(capsys):
+    """weights_on_demand serves a layer's weights only while the layer is called; the check then
+    gives the model all its weights at once and compares again."""
+    check_vgg_block(FunctionalBlock)
+    assert capsys.readouterr().out.startswith("✓ VGGBlock: passed")
+
+
+class ForwardNotWritten(nn.Module):
+    def __init__(self, in_channels, out_channels, num_convs):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1), nn.ReLU(),
+                                    *[m for _ in range(num_convs - 1)
+                                      for m in (nn.Conv2d(out_channels, out_channels, 3, padding=1), nn.ReLU())],
+                                    nn.MaxPool2d(2, 2))
+
+    def forward(self, x):
+        raise NotImplementedError("replace this line with your code")
+
+
+def test_an_unwritten_forward_is_not_attempted_and_never_passes(capsys, monkeypatch):
+    assert_words(message_of(check_vgg_block, ForwardNotWritten), ["not attempted yet"])
+    monkeypatch.delenv("NBGRADER_EXECUTION")                     # a student's own kernel
+    check_vgg_block(ForwardNotWritten)
+    out = capsys.readouterr().out
+    assert out.startswith("✗ VGGBlock") and "not attempted yet" in out and "✓" not in out, out
 
 
 # ---- wrong VGGs ----

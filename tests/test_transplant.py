@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from helpers.transplant import (Divergence, TransplantError, copy_weights_by_order, first_divergence,
-                                randomize_batchnorm_)
+                                match_by_order, randomize_batchnorm_, share_weights_by_order,
+                                weights_on_demand)
 
 
 def net(padding=1, relu=True, bn=False):
@@ -93,6 +94,85 @@ def test_copy_rejects_missing_batchnorm_buffers():
     with pytest.raises(TransplantError) as info:
         copy_weights_by_order(net(bn=True), net(bn=False))
     assert "parameter" in str(info.value)
+
+
+# ---- share_weights_by_order, match_by_order ----
+
+def test_share_gives_a_meta_model_the_sources_own_tensors():
+    source = randomize_batchnorm_(net(bn=True), seed=2)
+    with torch.device("meta"):
+        target = net(bn=True)                   # shapes only: no memory
+    pairs = share_weights_by_order(source, target)
+    assert pairs == copy_weights_by_order(source, net(bn=True))
+    assert target[0].weight is source[0].weight
+    assert target[1].running_mean.data_ptr() == source[1].running_mean.data_ptr()
+    assert not any(t.is_meta for t in [*target.parameters(), *target.buffers()])
+    source.eval(), target.eval()
+    with torch.no_grad():
+        assert torch.equal(source(X), target(X))
+        source[0].weight.mul_(2)                 # one storage: a change shows in both
+        assert torch.equal(source(X), target(X))
+
+
+def test_share_pairs_across_names_and_non_persistent_buffers():
+    source, target = net(), Nested()
+    source.register_buffer("scale", torch.ones(3), persistent=False)
+    target.head.register_buffer("scale", torch.zeros(3), persistent=False)
+    pairs = share_weights_by_order(source, target)
+    assert pairs[-1] == ("scale", "head.scale") and target.head.scale is source.scale
+    with torch.no_grad():
+        assert torch.equal(source(X), target(X))
+
+
+def test_share_and_match_change_nothing_on_a_mismatch():
+    with torch.device("meta"):
+        target = nn.Sequential(nn.Conv2d(3, 8, 5), nn.Conv2d(8, 8, 3), nn.Linear(32, 5))
+    with pytest.raises(TransplantError, match="kernel sizes differ"):
+        share_weights_by_order(net(), target)
+    assert all(p.is_meta for p in target.parameters())
+    with pytest.raises(TransplantError, match="Yours seems to lack the layer that holds torchvision's 3"):
+        match_by_order(net(), nn.Sequential(nn.Conv2d(3, 8, 3), nn.Linear(32, 5)),
+                       source_label="torchvision", target_label="yours")
+    assert match_by_order(net(), Nested())[0] == ("0.weight", "block1.0.weight")
+
+
+# ---- weights_on_demand ----
+
+def fixed_values(t):
+    """Deterministic values by shape: the same for a tensor however often it is served."""
+    if not t.is_floating_point():
+        return torch.zeros(t.shape, dtype=t.dtype)
+    return torch.rand(t.shape, generator=torch.Generator().manual_seed(t.numel())) * 0.5 + 0.5
+
+
+def test_weights_on_demand_runs_a_meta_model_one_layer_at_a_time():
+    with torch.device("meta"):
+        model = net(bn=True).eval()
+    real = net(bn=True).eval()
+    with torch.no_grad():
+        for t in [*real.parameters(), *real.buffers()]:
+            t.copy_(fixed_values(t))
+    seen = []
+    model[4].register_forward_hook(lambda mod, args, out: seen.append((model[0].weight.is_meta,
+                                                                       model[4].weight.is_meta)))
+    with torch.no_grad(), weights_on_demand([model], fixed_values) as served:
+        out = model(X)
+    assert seen == [(True, False)], "a layer's weights exist only while it runs"
+    assert torch.allclose(out, real(X))
+    assert len(served) == len([*model.parameters(), *model.buffers()])
+    assert all(t.is_meta for t in [*model.parameters(), *model.buffers()])
+    assert list(model[0]._forward_hooks.values()) == [] and len(model[4]._forward_hooks) == 1   # ours only
+
+
+def test_weights_on_demand_serves_shared_tensors_and_cleans_up_after_errors():
+    with torch.device("meta"):
+        reference, candidate = net(), Nested()
+    share_weights_by_order(reference, candidate)
+    with torch.no_grad(), weights_on_demand([reference, candidate], fixed_values):
+        assert torch.equal(reference(X), candidate(X))
+        with pytest.raises(RuntimeError):
+            candidate(torch.randn(1, 4, 12, 12))          # wrong number of channels
+    assert all(t.is_meta for t in candidate.parameters()) and no_hooks_left(candidate)
 
 
 # ---- first_divergence ----
