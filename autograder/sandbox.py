@@ -101,9 +101,10 @@ def bwrap_command(submission: Path, connection_file: Path, kernel_args: list[str
     """The bwrap command line that runs ipykernel for ``submission``."""
     submission, connection_dir = submission.resolve(), connection_file.resolve().parent
     helpers = HELPERS_DIR.resolve()
+    # The private /tmp comes first: binds below it (a venv or a course under /tmp) go on top.
     cmd = [shutil.which("bwrap") or "bwrap", "--unshare-all", "--die-with-parent", "--new-session",
-           *system_binds(),
-           "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+           "--tmpfs", "/tmp", *system_binds(),
+           "--proc", "/proc", "--dev", "/dev",
            "--ro-bind", str(helpers), str(helpers),
            "--bind", str(connection_dir), str(connection_dir),
            "--bind", str(submission), str(submission),
