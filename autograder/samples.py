@@ -104,6 +104,40 @@ class VGGBlock(nn.Module):
             },
         ),
     },
+    "04_resnet": {
+        "wrong_bottleneck_stride": Fault(
+            note="BottleneckBlock puts the stride on the first 1x1 convolution instead of the 3x3",
+            expected=9,
+            cells={
+                "bottleneck_block": '''\
+class BottleneckBlock(nn.Module):
+    """1x1 reduce, 3x3, 1x1 expand, + shortcut, ReLU (buggy: the stride sits on the first 1x1)."""
+
+    expansion = 4
+
+    def __init__(self, in_channels, internal_channels, stride=1):
+        super().__init__()
+        out_channels = internal_channels * self.expansion
+        self.conv1 = nn.Conv2d(in_channels, internal_channels, 1, stride=stride, bias=False)  # BUG
+        self.bn1 = nn.BatchNorm2d(internal_channels)
+        self.conv2 = nn.Conv2d(internal_channels, internal_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(internal_channels)
+        self.conv3 = nn.Conv2d(internal_channels, out_channels, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(out_channels))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = torch.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return torch.relu(out + self.shortcut(x))
+''',
+            },
+        ),
+    },
 }
 
 REFERENCE, UNTOUCHED, MALFORMED = "reference", "untouched", "malformed"

@@ -115,6 +115,12 @@ EXPECTED_SCORES = {
         "wrong_vgg_block": ("graded", "4", "6"),
         "malformed": ("error", "", "6"),
     },
+    "04_resnet": {
+        "reference": ("graded", "11", "11"),
+        "untouched": ("graded", "0", "11"),
+        "wrong_bottleneck_stride": ("graded", "9", "11"),
+        "malformed": ("error", "", "11"),
+    },
 }
 
 

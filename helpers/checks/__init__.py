@@ -7,6 +7,8 @@ from .core import CheckFailed
 from .pooling import (check_avg_pool_2d, check_avg_pool_2d_vectorized,
                       check_global_average_pooling, check_max_pool_2d,
                       check_max_pool_2d_backward, check_max_pool_2d_vectorized)
+from .resnet import (check_bottleneck_block, check_cifar_resnet, check_residual_block, check_resnet,
+                     check_resnet_factories)
 from .stride import check_compute_network_sizes, check_compute_output_size, check_trace_shapes
 from .vgg import (check_matches_torchvision, check_parameter_count, check_vgg, check_vgg16,
                   check_vgg_block)
@@ -20,4 +22,6 @@ __all__ = [
     "check_compute_output_size", "check_compute_network_sizes", "check_trace_shapes",
     "check_vgg_block", "check_vgg", "check_vgg16",
     "check_parameter_count", "check_matches_torchvision",
+    "check_residual_block", "check_bottleneck_block", "check_resnet", "check_resnet_factories",
+    "check_cifar_resnet",
 ]
