@@ -234,7 +234,9 @@ def _table(head: list[str], rows: list[list], numeric: set[int] = frozenset()) -
 def _assignment_section(a: str, rows: list[dict], workdir: Path, root: Path) -> str:
     scored = [r for r in rows if r.get("status") in SCORED]
     out = [f"<h2>Assignment {e(a)}</h2>"]
-    manual = any((_float(r.get("manual_max")) or 0) > (_float(r.get("manual_pending")) or 0) for r in scored)
+    # The total means something once every written answer is marked; until then, the autograded score.
+    manual = (any((_float(r.get("manual_max")) or 0) > 0 for r in scored)
+              and not any((_float(r.get("manual_pending")) or 0) > 0 for r in scored))
     key, label = ("total", "total score (autograded + manual)") if manual else ("auto", "autograded score")
     values = []
     for r in scored:
