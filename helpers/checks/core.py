@@ -154,6 +154,28 @@ def reject_course_code(fn: Any, what: str) -> None:
                                "and pass your own function to the check.")
 
 
+def expect_value_error(call: Callable[[], Any], what: str, situation: str, *, hint_raised: str,
+                       hint_returned: str, returned: str = "returned a result",
+                       expected: str = "ValueError") -> None:
+    """``call()`` runs the student's code on an input that has no answer: it must raise ValueError.
+
+    ``situation`` says why, e.g. "a 5x5 window on a 4x4 input leaves no output".
+    """
+    try:
+        result = call()
+    except NotImplementedError:
+        raise NotAttempted(what) from None
+    except ValueError:
+        return
+    except CheckFailed:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any other error becomes feedback
+        raise CheckFailed(what, f"{situation}, and your function raised {type(exc).__name__}: {exc}",
+                          expected="ValueError", got=type(exc).__name__, hint=hint_raised) from None
+    raise CheckFailed(what, f"{situation}, but your function {returned}.",
+                      expected=expected, got=describe_value(result), hint=hint_returned)
+
+
 def describe_call(args: tuple, kwargs: dict) -> str:
     """A short description of call arguments: arrays by shape and dtype."""
     parts = [describe_value(a) for a in args]

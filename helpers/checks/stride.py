@@ -32,8 +32,8 @@ from torch import nn
 
 from helpers.inspection import layer_shapes
 
-from .core import (CheckFailed, NotAttempted, call_student, passed, reject_course_code,
-                   student_check)
+from .core import (CheckFailed, NotAttempted, call_student, expect_value_error, passed,
+                   reject_course_code, student_check)
 
 OUTPUT_SIZE = "compute_output_size"
 NETWORK_SIZES = "compute_network_sizes"
@@ -184,23 +184,13 @@ def expect_no_output_error(fn: Callable, config: dict, what: str = OUTPUT_SIZE) 
     reject_course_code(fn, what)
     args = (config["input_size"], config["kernel_size"])
     kwargs = {k: config[k] for k in ARGUMENTS[2:]}
-    try:
-        result = fn(*args, **kwargs)
-    except NotImplementedError:
-        raise NotAttempted(what) from None
-    except ValueError:
-        return
-    except Exception as exc:  # noqa: BLE001 - any other error becomes feedback
-        raise CheckFailed(what, f"{describe_config(config)} leaves no output, and your function "
-                                f"raised {type(exc).__name__}: {exc}",
-                          expected="ValueError", got=type(exc).__name__,
-                          hint="Compute the size first; if it is below 1, "
-                               "`raise ValueError(...)` with a sentence that says why.") from None
-    raise CheckFailed(what, f"{describe_config(config)} leaves no output, but your function "
-                            "returned a size.",
-                      expected="ValueError", got=repr(result),
-                      hint="When the (effective) kernel does not fit in the padded input, no window "
-                           "exists: `raise ValueError(...)` with a sentence that says why.")
+    expect_value_error(lambda: fn(*args, **kwargs), what, f"{describe_config(config)} leaves no output",
+                       returned="returned a size",
+                       hint_raised="Compute the size first; if it is below 1, "
+                                   "`raise ValueError(...)` with a sentence that says why.",
+                       hint_returned="When the (effective) kernel does not fit in the padded input, "
+                                     "no window exists: `raise ValueError(...)` with a sentence that "
+                                     "says why.")
 
 
 def check_rejects_no_output(fn: Callable, n_configs: int = 20, seed: int = 0,
@@ -311,22 +301,12 @@ def expect_network_error(fn: Callable, input_size: int, layers: list[dict],
     """A network with a layer that leaves no output must raise ValueError."""
     reject_course_code(fn, what)
     with lend_correct_output_size(fn):
-        try:
-            result = fn(input_size, copy.deepcopy(layers))
-        except NotImplementedError:
-            raise NotAttempted(what) from None
-        except ValueError:
-            return
-        except Exception as exc:  # noqa: BLE001
-            raise CheckFailed(what, f"a layer of {layers} on input size {input_size} leaves no "
-                                    f"output, and your function raised {type(exc).__name__}: {exc}",
-                              expected="ValueError", got=type(exc).__name__,
-                              hint="Let compute_output_size's ValueError propagate.") from None
-    raise CheckFailed(what, f"a layer of {layers} on input size {input_size} leaves no output, "
-                            "but your function returned a result.",
-                      expected="ValueError", got=repr(result),
-                      hint="Let compute_output_size's ValueError propagate: do not catch it, and "
-                           "do not stop at the first size below 1 without raising.")
+        expect_value_error(lambda: fn(input_size, copy.deepcopy(layers)), what,
+                           f"a layer of {layers} on input size {input_size} leaves no output",
+                           hint_raised="Let compute_output_size's ValueError propagate.",
+                           hint_returned="Let compute_output_size's ValueError propagate: do not "
+                                         "catch it, and do not stop at the first size below 1 "
+                                         "without raising.")
 
 
 def random_network(seed: int, max_layers: int = 6) -> tuple[int, list[dict]]:
