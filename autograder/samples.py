@@ -138,6 +138,15 @@ class BottleneckBlock(nn.Module):
             },
         ),
     },
+    "05_efficientnet": {
+        # 05: sample faults go here
+    },
+    "06_design_principles": {
+        # 06: sample faults go here
+    },
+    "07_exercises": {
+        # 07: sample faults go here
+    },
 }
 
 REFERENCE, UNTOUCHED, MALFORMED = "reference", "untouched", "malformed"

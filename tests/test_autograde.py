@@ -121,6 +121,9 @@ EXPECTED_SCORES = {
         "wrong_bottleneck_stride": ("graded", "9", "11"),
         "malformed": ("error", "", "11"),
     },
+    # 05_efficientnet: expected scores go here
+    # 06_design_principles: expected scores go here
+    # 07_exercises: expected scores go here
 }
 
 

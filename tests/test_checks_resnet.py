@@ -8,7 +8,8 @@ from torch import nn
 from autograder.solutions import load_solutions
 from helpers import checks
 from helpers.checks.core import CheckFailed
-from helpers.checks.resnet import (TORCHVISION_COUNTS, _on_meta, _trusted_block, check_bottleneck_block,
+from helpers.checks.models import on_meta
+from helpers.checks.resnet import (TORCHVISION_COUNTS, _trusted_block, check_bottleneck_block,
                                    check_cifar_resnet, check_residual_block, check_resnet,
                                    check_resnet_factories, compare_bottleneck_block,
                                    compare_cifar_depth_error, compare_cifar_resnet, compare_residual_block,
@@ -65,7 +66,7 @@ def assert_words(message, words):
 
 def test_torchvision_parameter_counts():
     for name, expected in TORCHVISION_COUNTS.items():
-        model = _on_meta(getattr(torchvision.models, name.lower()), weights=None)
+        model = on_meta(getattr(torchvision.models, name.lower()), weights=None)
         assert count_parameters(model) == expected
 
 

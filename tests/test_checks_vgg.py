@@ -11,9 +11,9 @@ from torch import nn
 
 from autograder.solutions import load_solutions, solution_sources
 from helpers.checks.core import CheckFailed
-from helpers.checks.vgg import (_on_meta, _random_weights_, _torchvision_vgg, check_matches_torchvision,
-                                check_parameter_count, check_vgg, check_vgg16, check_vgg_block,
-                                compare_vgg, compare_vgg16, substitute_globals)
+from helpers.checks.models import (check_matches_torchvision, check_parameter_count, on_meta,
+                                   random_weights_, substitute_globals)
+from helpers.checks.vgg import _torchvision_vgg, check_vgg, check_vgg16, check_vgg_block, compare_vgg, compare_vgg16
 from helpers.inspection import count_parameters
 
 # The checks are tested as nbgrader runs them: an untouched stub raises.
@@ -37,7 +37,7 @@ def solution():
 @pytest.fixture(scope="module")
 def tv16():
     """torchvision's VGG-16 on the meta device (no memory), copied by the fixtures that break it."""
-    return _on_meta(torchvision.models.vgg16, weights=None)
+    return on_meta(torchvision.models.vgg16, weights=None)
 
 
 class PlainVGG(nn.Module):
@@ -83,8 +83,8 @@ def test_check_parameter_count(capsys):
 
 def test_random_weights_are_seeded_and_show_a_misplaced_bias_or_batchnorm():
     def seeded(seed):
-        model = _on_meta(_torchvision_vgg, [8, "M", 512, "M"], num_classes=3, batch_norm=True)
-        return _random_weights_(model.to_empty(device="cpu"), seed)
+        model = on_meta(_torchvision_vgg, [8, "M", 512, "M"], num_classes=3, batch_norm=True)
+        return random_weights_(model.to_empty(device="cpu"), seed)
 
     model = seeded(1)
     assert type(model).__module__ == "torchvision.models.vgg"

@@ -29,12 +29,11 @@ classes, private to this module:
 
 Every check refuses classes from the course's ``helpers`` package and models
 that are, or contain, torchvision's own blocks or ResNet. The comparisons run on
-one CPU thread (:func:`_one_thread`): the models are small, and on a machine
+one CPU thread (:func:`one_thread`): the models are small, and on a machine
 shared with other programs a second thread mostly waits for a busy core.
 """
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -47,7 +46,7 @@ from helpers.inspection import count_parameters
 from helpers.transplant import TransplantError, match_by_order, share_weights_by_order
 
 from .core import CheckFailed, call_student, passed, reject_course_code, student_check
-from .vgg import _frees_models, _matches_torchvision, _on_meta, require_module, substitute_globals
+from .models import frees_models, matches_torchvision, on_meta, one_thread, require_module, substitute_globals
 
 BASIC, BOTTLENECK = "basic", "bottleneck"
 NAMES = {BASIC: "ResidualBlock", BOTTLENECK: "BottleneckBlock"}
@@ -65,23 +64,6 @@ ORDER_HINT = ("The check pairs your layers with torchvision's in the order they 
 
 
 # ------------------------------------------------------------------ oracles (private)
-def _one_thread(check: Callable) -> Callable:
-    """Run a check on one CPU thread and restore the thread count afterwards.
-
-    The models compared here are small or run on small inputs; on a machine shared with
-    other programs a second thread mostly waits for a busy core, at every layer.
-    """
-    @functools.wraps(check)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return check(*args, **kwargs)
-        finally:
-            torch.set_num_threads(previous)
-    return wrapper
-
-
 def _tv():
     import torchvision.models.resnet as tv_resnet
     return tv_resnet
@@ -443,8 +425,8 @@ def _diagnose(block: nn.Module, reference: nn.Module, kind: str, input_shape: Se
                      "and one ReLU is applied to the sum.") from None
 
 
-@_one_thread
-@_frees_models
+@one_thread
+@frees_models
 def compare_block(cls: type, kind: str, in_channels: int, channels: int, stride: int,
                   input_shape: Sequence[int], seed: int = 0) -> None:
     """Build the student's block and compare it with torchvision's, structure first, then outputs."""
@@ -452,11 +434,11 @@ def compare_block(cls: type, kind: str, in_channels: int, channels: int, stride:
     what = f"{name}({in_channels}, {channels}, stride={stride})"
     _check_expansion(cls, kind)
     block = _build(cls, (in_channels, channels, stride), what, name, seed=seed)
-    reference = _on_meta(_trusted_block(kind), in_channels, channels, stride)
+    reference = on_meta(_trusted_block(kind), in_channels, channels, stride)
     _require_output_width(cls, kind, in_channels, channels, stride, input_shape, what)
     _compare_block_structure(block, reference, kind, what, in_channels, channels, stride)
     try:
-        _matches_torchvision(block, reference, input_shape, what, seed=seed)
+        matches_torchvision(block, reference, input_shape, what, seed=seed)
     except CheckFailed as failure:
         if "cannot be copied" not in failure.problem:
             _diagnose(block, reference, kind, input_shape, seed, what)
@@ -585,8 +567,8 @@ def _count_mismatch(model: nn.Module, reference: nn.Module, what: str, hint: str
                       got=f"{got:,} ({got - expected:+,})", hint=hint)
 
 
-@_one_thread
-@_frees_models
+@one_thread
+@frees_models
 def compare_resnet(cls: type, kind: str, layers: Sequence[int], num_classes: int,
                    input_shape: Sequence[int] | None, seed: int = 0, init: bool = False) -> None:
     """``cls(trusted block, layers, num_classes=...)`` against torchvision's ResNet.
@@ -596,7 +578,7 @@ def compare_resnet(cls: type, kind: str, layers: Sequence[int], num_classes: int
     """
     block = _trusted_block(kind)
     what = f"ResNet({NAMES[kind]}, {list(layers)}, num_classes={num_classes})"
-    reference = _on_meta(_torchvision_resnet, kind, layers, num_classes)
+    reference = on_meta(_torchvision_resnet, kind, layers, num_classes)
     model = _build(cls, (block, list(layers)), what, "ResNet", meta=True, num_classes=num_classes)
     _check_resnet_layout(model, what)
     _count_mismatch(model, reference, what, RESNET_HINT)
@@ -607,7 +589,7 @@ def compare_resnet(cls: type, kind: str, layers: Sequence[int], num_classes: int
     if init:
         _check_init(model, what)
     try:
-        _matches_torchvision(model, reference, input_shape, what, seed=seed)
+        matches_torchvision(model, reference, input_shape, what, seed=seed)
     except CheckFailed as failure:
         if failure.hint and RESNET_HINT not in failure.hint:
             failure.hint = f"{failure.hint} {RESNET_HINT}"
@@ -616,7 +598,7 @@ def compare_resnet(cls: type, kind: str, layers: Sequence[int], num_classes: int
 
 
 @student_check
-@_frees_models
+@frees_models
 def check_resnet(cls: type) -> None:
     """ResNet with trusted blocks: torchvision's layout, parameter counts, initialisation and logits."""
     for name, (kind, layers) in _RESNET_CONFIGS.items():        # shapes only: no memory, no time
@@ -647,13 +629,13 @@ def _stand_in_resnet(calls: list, what: str) -> Callable[..., nn.Module]:
             raise CheckFailed(what, f"it calls ResNet with the block {block!r}.",
                               expected="ResidualBlock or BottleneckBlock, the classes of exercises 1 and 2",
                               hint=FACTORY_HINT)
-        return _on_meta(_torchvision_resnet, kind, num_blocks, num_classes)
+        return on_meta(_torchvision_resnet, kind, num_blocks, num_classes)
     return ResNet
 
 
 
-@_one_thread
-@_frees_models
+@one_thread
+@frees_models
 def compare_resnet_factory(fn: Callable, name: str, num_classes: int = 1000) -> None:
     """``fn(num_classes=...)`` with torchvision's ResNet and trusted blocks standing in; parameters on meta."""
     what = f"{name}(num_classes={num_classes})"
@@ -672,7 +654,7 @@ def compare_resnet_factory(fn: Callable, name: str, num_classes: int = 1000) -> 
                           expected=f"fc with {num_classes} outputs", got=f"{out}",
                           hint="Pass num_classes on to ResNet.")
     import torchvision
-    reference = _on_meta(getattr(torchvision.models, name.lower()), weights=None, num_classes=num_classes)
+    reference = on_meta(getattr(torchvision.models, name.lower()), weights=None, num_classes=num_classes)
     got, expected = count_parameters(model), count_parameters(reference)
     if got != expected:
         built = ""
@@ -705,7 +687,7 @@ OPTION_A_HINT = ("Where a block changes the shape, the shortcut has no parameter
                  "channel c of F(x).")
 
 
-@_one_thread
+@one_thread
 def compare_cifar_depth_error(cls: type, depth: int) -> None:
     what = f"CifarResNet({depth})"
     try:
@@ -730,8 +712,8 @@ def compare_cifar_depth_error(cls: type, depth: int) -> None:
                            "depth - 2 is not a positive multiple of 6.")
 
 
-@_one_thread
-@_frees_models
+@one_thread
+@frees_models
 def compare_cifar_resnet(cls: type, depth: int, residual: bool, num_classes: int,
                          input_shape: Sequence[int], seed: int = 0) -> None:
     """``cls(depth, num_classes=..., residual=...)`` against the reference CIFAR network."""
@@ -746,11 +728,11 @@ def compare_cifar_resnet(cls: type, depth: int, residual: bool, num_classes: int
         raise CheckFailed(what, f"the network has {convs} convolutions{extra}.",
                           expected=f"depth - 1 = {depth - 1}: the stem and 2 per block, 3n blocks",
                           got=f"{convs}", hint=OPTION_A_HINT if extra else CIFAR_HINT)
-    reference = _on_meta(_cifar_reference, depth, num_classes, residual)
+    reference = on_meta(_cifar_reference, depth, num_classes, residual)
     _count_mismatch(model, reference, what, CIFAR_HINT)
     _check_init(model, what)
     try:
-        _matches_torchvision(model, reference, input_shape, what, seed=seed)
+        matches_torchvision(model, reference, input_shape, what, seed=seed)
     except CheckFailed as failure:
         if "cannot be copied" in failure.problem:
             raise
@@ -776,7 +758,7 @@ def _diagnose_cifar(model: nn.Module, depth: int, residual: bool, num_classes: i
     with torch.no_grad():
         out = model.eval()(x)
         for res, pad, hint, problem in candidates:
-            variant = _on_meta(_cifar_reference, depth, num_classes, res, pad)
+            variant = on_meta(_cifar_reference, depth, num_classes, res, pad)
             try:
                 share_weights_by_order(model, variant)
             except TransplantError:
@@ -806,7 +788,7 @@ def check_cifar_resnet(cls: type) -> None:
         model = _build(cls, (20,), f"CifarResNet(20, residual={residual})", "CifarResNet", meta=True,
                        residual=residual)
         counts[residual] = count_parameters(model)
-    expected = count_parameters(_on_meta(_cifar_reference, 20))
+    expected = count_parameters(on_meta(_cifar_reference, 20))
     for residual, got in counts.items():
         if got != expected:
             raise CheckFailed(f"CifarResNet(20, residual={residual})", "the number of parameters is wrong.",
