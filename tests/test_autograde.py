@@ -21,9 +21,13 @@ import pytest
 
 from autograder import COURSE_ROOT, list_assignments, source_notebooks
 from autograder import samples
+from helpers.demos import BROKEN, SKIPPED
 
 FIXTURE_COURSE = Path(__file__).parent / "fixtures" / "course"
-ASSIGNMENTS = list_assignments(COURSE_ROOT)
+#: COURSE_TEST_ONLY=05_efficientnet (comma-separated) grades and tests only those notebooks,
+#: for an author working on one; the full suite grades them all.
+ONLY = [a for a in os.environ.get("COURSE_TEST_ONLY", "").split(",") if a]
+ASSIGNMENTS = [a for a in list_assignments(COURSE_ROOT) if not ONLY or a in ONLY]
 
 
 def run_grade(*args: str, cwd: Path, root: Path = COURSE_ROOT, timeout: float = 900):
@@ -67,7 +71,8 @@ def course_run(tmp_path_factory):
     if not ASSIGNMENTS:
         pytest.skip("no assignment in solutions/ yet")
     workdir = tmp_path_factory.mktemp("grading")
-    proc = run_grade("--workdir", str(workdir), cwd=tmp_path_factory.mktemp("cwd"))
+    only = [arg for a in ONLY for arg in ("--assignment", a)]
+    proc = run_grade("--workdir", str(workdir), *only, cwd=tmp_path_factory.mktemp("cwd"))
     return proc, workdir
 
 
@@ -92,6 +97,35 @@ def test_sample_scores(course_run, assignment):
         assert float(row["auto_score"]) == fault.expected, row
     bad = rows[("malformed", assignment)]
     assert bad["status"] == "error" and bad["auto_score"] == "" and "not valid JSON" in bad["error"]
+
+
+def _outputs(cell, kind):
+    return [o for o in cell.get("outputs", []) if o.output_type == kind]
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_reference_notebook_runs_clean(course_run, assignment):
+    """The reference solution as graded (tiny budget, CPU): no cell raises or writes to stderr,
+    every check cell passes, and no demo is skipped. The graded copy is read rather than
+    executing the source notebook a second time."""
+    _, workdir = course_run
+    for src in source_notebooks(assignment, COURSE_ROOT):
+        graded = workdir / "autograded" / samples.REFERENCE / assignment / src.name
+        nb = nbformat.read(graded, as_version=4)
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code":
+                continue
+            assert cell.get("execution_count"), f"{src.name} cell {index} did not run"
+            errors = [f"{o.ename}: {o.evalue}" for o in _outputs(cell, "error")]
+            assert not errors, f"{src.name} cell {index} raised {errors}:\n{cell.source}"
+            stderr = [o.text for o in _outputs(cell, "stream") if o.name == "stderr"]
+            assert not stderr, f"{src.name} cell {index} wrote to stderr (nbgrader scores that 0): {stderr}"
+            printed = "".join(o.text for o in _outputs(cell, "stream") if o.name == "stdout")
+            if cell.metadata.get("nbgrader", {}).get("grade"):
+                assert printed.startswith("✓"), f"{src.name} check cell {index} did not pass: {printed!r}"
+            # A demo wrapped in needs_your_code / your_code_or must run in full on the solution.
+            for mark in (SKIPPED, BROKEN):
+                assert mark not in printed, f"{src.name} cell {index} skipped its demo: {printed!r}"
 
 
 # The exact (status, autograded score, autograded max) of every sample, per assignment.

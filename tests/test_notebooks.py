@@ -1,5 +1,9 @@
-"""Every solution notebook runs top to bottom on CPU; every untouched student notebook runs
-top to bottom too (Run All), its checks saying "not attempted yet" without stopping the run."""
+"""Every untouched student notebook runs top to bottom (Run All), its checks saying "not
+attempted yet" without stopping the run.
+
+The solutions run top to bottom too: ``test_autograde.py::test_reference_notebook_runs_clean``
+reads the graded reference submission, so that each notebook is executed once per session."""
+import os
 from pathlib import Path
 
 import nbformat
@@ -7,10 +11,10 @@ import pytest
 from nbclient import NotebookClient
 
 from autograder import course_root, list_assignments
-from helpers.demos import BROKEN, SKIPPED
 
 ROOT = course_root()
-ASSIGNMENTS = list_assignments()
+ONLY = [a for a in os.environ.get("COURSE_TEST_ONLY", "").split(",") if a]   # see test_autograde.py
+ASSIGNMENTS = [a for a in list_assignments() if not ONLY or a in ONLY]
 
 
 def execute(path: Path, monkeypatch) -> nbformat.NotebookNode:
@@ -34,24 +38,7 @@ def printed(cell) -> str:
 
 
 def test_there_are_assignments():
-    assert "01_pooling" in ASSIGNMENTS
-
-
-@pytest.mark.parametrize("assignment", ASSIGNMENTS)
-def test_solution_notebook_runs_clean(assignment, monkeypatch):
-    nb = execute(ROOT / "solutions" / assignment / f"{assignment}.ipynb", monkeypatch)
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        errors = [f"{o.ename}: {o.evalue}" for o in outputs(cell, "error")]
-        stderr = [o.text for o in outputs(cell, "stream") if o.name == "stderr"]
-        assert not errors, f"cell {index} raised {errors}:\n{cell.source}"
-        assert not stderr, f"cell {index} wrote to stderr (nbgrader scores that 0): {stderr}"
-        if cell.metadata.get("nbgrader", {}).get("grade"):
-            assert printed(cell).startswith("✓"), f"check cell {index} did not pass: {printed(cell)!r}"
-        # A demo wrapped in needs_your_code / your_code_or must run in full on the solution.
-        for mark in (SKIPPED, BROKEN):
-            assert mark not in printed(cell), f"cell {index} skipped its demo: {printed(cell)!r}"
+    assert "01_pooling" in list_assignments()
 
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
