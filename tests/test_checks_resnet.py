@@ -9,11 +9,11 @@ from autograder.solutions import load_solutions
 from helpers import checks
 from helpers.checks.core import CheckFailed
 from helpers.checks.models import on_meta
-from helpers.checks.resnet import (TORCHVISION_COUNTS, _trusted_block, check_bottleneck_block,
-                                   check_cifar_resnet, check_residual_block, check_resnet,
-                                   check_resnet_factories, compare_bottleneck_block,
-                                   compare_cifar_depth_error, compare_cifar_resnet, compare_residual_block,
-                                   compare_resnet, compare_resnet_factory)
+from helpers.checks.resnet import (TORCHVISION_COUNTS, check_cifar_resnet, check_resnet, check_resnet_factories,
+                                   compare_cifar_depth_error, compare_cifar_resnet, compare_resnet,
+                                   compare_resnet_factory)
+from helpers.checks.resnet_blocks import (_trusted_block, check_bottleneck_block, check_residual_block,
+                                          compare_bottleneck_block, compare_residual_block)
 from helpers.inspection import count_parameters
 
 # The checks are tested as nbgrader runs them: an untouched stub raises.
