@@ -7,8 +7,8 @@ from .core import CheckFailed
 from .pooling import (check_avg_pool_2d, check_avg_pool_2d_vectorized,
                       check_global_average_pooling, check_max_pool_2d,
                       check_max_pool_2d_backward, check_max_pool_2d_vectorized)
-from .resnet import (check_bottleneck_block, check_cifar_resnet, check_residual_block, check_resnet,
-                     check_resnet_factories)
+from .resnet import check_cifar_resnet, check_resnet, check_resnet_factories
+from .resnet_blocks import check_bottleneck_block, check_residual_block
 from .stride import check_compute_network_sizes, check_compute_output_size, check_trace_shapes
 from .models import check_matches_torchvision, check_parameter_count
 from .vgg import check_vgg, check_vgg16, check_vgg_block
