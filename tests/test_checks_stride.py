@@ -13,13 +13,12 @@ from torch import nn
 from autograder.solutions import load_solutions
 from helpers.checks.core import CheckFailed
 from helpers.inspection import layer_shapes
-from helpers.checks.stride import (ReshapeBugNet, TwoPathNet, _expected_calls, _torch_network_sizes,
-                                   _torch_output_size, check_compute_network_sizes,
+from helpers.checks.shape_tracer import (ReshapeBugNet, TwoPathNet, _expected_calls, check_trace_cleans_up_on_error,
+                                         check_trace_shapes, compare_trace, compare_trace_printout, small_cnn)
+from helpers.checks.stride import (_torch_network_sizes, _torch_output_size, check_compute_network_sizes,
                                    check_compute_output_size, check_rejects_no_output,
-                                   check_trace_cleans_up_on_error, check_trace_shapes,
                                    compare_output_size_with_torch, compare_random_networks,
-                                   compare_trace, compare_trace_printout, expect_network_error,
-                                   likely_bug, random_configs, small_cnn)
+                                   expect_network_error, likely_bug, random_configs)
 
 # The checks are tested as nbgrader runs them: an untouched stub raises.
 pytestmark = pytest.mark.usefixtures("grading_mode")
@@ -64,10 +63,11 @@ def test_oracle_raises_value_error_when_pytorch_gives_no_output():
 
 def test_oracles_are_private():
     """The notebook imports the checks: none of their public names may hand out an answer."""
+    import helpers.checks.shape_tracer as shape_tracer
     import helpers.checks.stride as stride
     import helpers.widgets as widgets
     for module, name in [(stride, "torch_output_size"), (stride, "torch_network_sizes"),
-                         (stride, "trusted_trace_shapes"), (widgets, "conv_output_size")]:
+                         (shape_tracer, "trusted_trace_shapes"), (widgets, "conv_output_size")]:
         assert not hasattr(module, name), f"{module.__name__}.{name} is public"
 
 
