@@ -140,6 +140,41 @@ class BottleneckBlock(nn.Module):
     },
     "05_efficientnet": {
         # 05: sample faults go here
+        "wrong_mbconv_activation": Fault(
+            note="MBConvBlock applies SiLU after the projection's BatchNorm: the projection is no longer linear",
+            expected=8,
+            cells={
+                "mbconv_block": '''\
+class MBConvBlock(nn.Module):
+    """Inverted residual (buggy: an activation after the projection)."""
+
+    def __init__(self, in_channels, out_channels, expand_ratio, kernel_size, stride, se_ratio=0.25,
+                 stochastic_depth_prob=0.0):
+        super().__init__()
+        expanded = int(in_channels * expand_ratio)
+        layers = []
+        if expand_ratio != 1:
+            layers += [nn.Conv2d(in_channels, expanded, 1, bias=False), nn.BatchNorm2d(expanded), nn.SiLU()]
+        layers += [nn.Conv2d(expanded, expanded, kernel_size, stride=stride, padding=kernel_size // 2,
+                             groups=expanded, bias=False), nn.BatchNorm2d(expanded), nn.SiLU()]
+        layers.append(SqueezeExcitation(expanded, max(1, int(in_channels * se_ratio))))
+        layers += [nn.Conv2d(expanded, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels),
+                   nn.SiLU()]  # BUG: the projection should be linear
+        self.block = nn.Sequential(*layers)
+        self.use_residual = stride == 1 and in_channels == out_channels
+        self.p = stochastic_depth_prob
+
+    def forward(self, x):
+        out = self.block(x)
+        if not self.use_residual:
+            return out
+        if self.training and self.p > 0:
+            keep = (torch.rand(x.shape[0], 1, 1, 1, device=x.device) >= self.p).to(out.dtype)
+            out = out * keep / (1 - self.p)
+        return out + x
+''',
+            },
+        ),
     },
     "06_design_principles": {
         # 06: sample faults go here

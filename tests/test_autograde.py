@@ -156,6 +156,12 @@ EXPECTED_SCORES = {
         "malformed": ("error", "", "11"),
     },
     # 05_efficientnet: expected scores go here
+    "05_efficientnet": {
+        "reference": ("graded", "11", "11"),
+        "untouched": ("graded", "0", "11"),
+        "wrong_mbconv_activation": ("graded", "8", "11"),
+        "malformed": ("error", "", "11"),
+    },
     # 06_design_principles: expected scores go here
     # 07_exercises: expected scores go here
 }

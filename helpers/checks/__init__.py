@@ -14,6 +14,9 @@ from .stride import check_compute_network_sizes, check_compute_output_size
 from .models import check_matches_torchvision, check_parameter_count
 from .vgg import check_vgg, check_vgg16, check_vgg_block
 # 05: efficientnet imports go here
+from .efficientnet import check_compound_scaling, check_efficientnet
+from .efficientnet_blocks import check_depthwise_separable_conv, check_squeeze_excitation
+from .efficientnet_mbconv import check_mbconv_block
 # 06: design imports go here
 # 07: exercises imports go here
 
@@ -29,6 +32,8 @@ __all__ = [
     "check_residual_block", "check_bottleneck_block", "check_resnet", "check_resnet_factories",
     "check_cifar_resnet",
     # 05: efficientnet names go here
+    "check_depthwise_separable_conv", "check_squeeze_excitation", "check_mbconv_block", "check_efficientnet",
+    "check_compound_scaling",
     # 06: design names go here
     # 07: exercises names go here
 ]
