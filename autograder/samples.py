@@ -178,6 +178,37 @@ class MBConvBlock(nn.Module):
     },
     "06_design_principles": {
         # 06: sample faults go here
+        "relu_after_addition": Fault(
+            note="ModernBlock applies a ReLU after the addition, which a pre-activation block must not",
+            expected=6,
+            cells={
+                "modern_block": '''\
+class ModernBlock(nn.Module):
+    """Pre-activation bottleneck with SE (buggy: a ReLU after the addition, as in a post-activation block)."""
+
+    def __init__(self, in_channels, out_channels, stride=1, se_ratio=0.25):
+        super().__init__()
+        mid, squeezed = out_channels // 4, max(1, int(out_channels * se_ratio))
+        self.bn1 = nn.BatchNorm2d(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, mid, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(mid)
+        self.conv2 = nn.Conv2d(mid, mid, 3, stride=stride, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(mid)
+        self.conv3 = nn.Conv2d(mid, out_channels, 1, bias=False)
+        self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(out_channels, squeezed, 1), nn.ReLU(),
+                                nn.Conv2d(squeezed, out_channels, 1), nn.Sigmoid())
+        self.shortcut = nn.Identity()
+        if stride != 1 or in_channels != out_channels:
+            self.shortcut = nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
+
+    def forward(self, x):
+        h = self.conv1(F.relu(self.bn1(x)))
+        h = self.conv2(F.relu(self.bn2(h)))
+        h = self.conv3(F.relu(self.bn3(h)))
+        return F.relu(h * self.se(h) + self.shortcut(x))     # BUG: nothing may follow the addition
+''',
+            },
+        ),
     },
     "07_exercises": {
         # 07: sample faults go here

@@ -163,6 +163,12 @@ EXPECTED_SCORES = {
         "malformed": ("error", "", "11"),
     },
     # 06_design_principles: expected scores go here
+    "06_design_principles": {
+        "reference": ("graded", "9", "9"),
+        "untouched": ("graded", "0", "9"),
+        "relu_after_addition": ("graded", "6", "9"),
+        "malformed": ("error", "", "9"),
+    },
     # 07_exercises: expected scores go here
 }
 

@@ -18,6 +18,9 @@ from .efficientnet import check_compound_scaling, check_efficientnet
 from .efficientnet_blocks import check_depthwise_separable_conv, check_squeeze_excitation
 from .efficientnet_mbconv import check_mbconv_block
 # 06: design imports go here
+from .design import check_conv_bn_relu
+from .design_blocks import check_modern_block
+from .design_network import check_challenge_model, check_modern_cnn
 # 07: exercises imports go here
 
 __all__ = [
@@ -35,5 +38,6 @@ __all__ = [
     "check_depthwise_separable_conv", "check_squeeze_excitation", "check_mbconv_block", "check_efficientnet",
     "check_compound_scaling",
     # 06: design names go here
+    "check_conv_bn_relu", "check_modern_block", "check_modern_cnn", "check_challenge_model",
     # 07: exercises names go here
 ]
