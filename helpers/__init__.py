@@ -10,5 +10,7 @@ One module per concern; a notebook imports the ones it needs:
 * ``inspection``  parameter counts, FLOPs, shape tracing
 * ``pictures``    a real photograph available offline
 * ``widgets``     interactive explorers
-* ``checks``      instant-feedback checks, one module per notebook
+* ``scaling``     per-stage parameters, MACs and shapes of a network; its drawing
+* ``ablation``    one training recipe over several seeds, and the seed-spread verdict
+* ``checks``      instant-feedback checks, a module or a few per notebook
 """
