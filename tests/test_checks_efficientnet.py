@@ -183,6 +183,9 @@ def test_ds_no_activation():
 def test_ds_wrong_padding_bias_and_missing_batchnorm():
     assert_words(ds_message(("padding=kernel_size // 2, groups", "padding=0, groups")), ["padding of depthwise"])
     assert_words(ds_message(("kernel_size=1, bias=False)", "kernel_size=1)")), ["pointwise has a bias"])
+    # the expected layer is named by its role, not by torchvision's module path ("0.0")
+    assert_words(ds_message(("padding=kernel_size // 2, groups", "padding=1, groups")),
+                 ["expected: depthwise: Conv2d(16, 16, kernel_size=5x5, stride=2, padding=2"])
     assert_words(ds_message(("return self.bn2(self.pointwise(x))", "return self.pointwise(x)"),
                             ("self.bn2 = nn.BatchNorm2d(out_channels)", "")),
                  ["followed by its own BatchNorm2d"])
@@ -306,7 +309,8 @@ def test_mbconv_never_adds_the_input():
 
 def test_mbconv_expansion_when_the_ratio_is_one():
     message = mb_message(("if expand_ratio != 1:", "if True:"))
-    assert_words(message, ["expansion convolution, but expand_ratio is 1"])
+    assert_words(message, ["expansion convolution, but expand_ratio is 1", "expected: depthwise: Conv2d(16, 16",
+                           "SE fc1: Conv2d(16, 4", "projection: Conv2d(16, 8"])
 
 
 def test_mbconv_stride_on_the_expansion():

@@ -82,6 +82,11 @@ def convs(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
 
+def reference_convs(reference: nn.Module, roles: Sequence[str]) -> list[tuple[str, nn.Conv2d]]:
+    """The reference's convolutions named by their role ("depthwise", ...) rather than by torchvision's paths."""
+    return [(role, m) for role, (_, m) in zip(roles, convs(reference))]
+
+
 def norms(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
@@ -182,7 +187,7 @@ def _ds_reference(in_channels: int, out_channels: int, kernel_size: int, stride:
 
 def _ds_structure(module: nn.Module, reference: nn.Module, what: str, in_channels: int, out_channels: int,
                   kernel_size: int, stride: int) -> None:
-    mine, ref = convs(module), convs(reference)
+    mine, ref = convs(module), reference_convs(reference, ("depthwise", "pointwise"))
     if len(mine) != 2:
         raise CheckFailed(what, f"the module has {len(mine)} convolutions instead of 2.",
                           expected=describe_convs(ref), got=describe_convs(mine), hint=DS_HINT)

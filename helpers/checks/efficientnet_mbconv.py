@@ -36,7 +36,7 @@ from torch import nn
 
 from .core import CheckFailed, passed, student_check
 from .efficientnet_blocks import (build, close, comparison_input, compare, conv_spec, convs, describe_conv,
-                                  describe_convs, diagnose_variants, norms)
+                                  describe_convs, diagnose_variants, norms, reference_convs)
 from .models import frees_models, on_meta, one_thread, substitute_globals
 
 MBCONV_HINT = ("MBConv: (only when expand_ratio != 1) nn.Conv2d(in_channels, expanded, 1, bias=False) -> BatchNorm "
@@ -138,7 +138,10 @@ def _se_pair(pairs: Sequence[tuple[str, nn.Conv2d]]) -> int | None:
 
 def _mbconv_structure(block: nn.Module, reference: nn.Module, what: str, in_channels: int, out_channels: int,
                       expand_ratio: float, kernel_size: int, stride: int, se_ratio: float) -> None:
-    mine, ref = convs(block), convs(reference)
+    ref = convs(reference)
+    ref = reference_convs(reference, (("expansion",) if len(ref) == 5 else ()) +
+                          ("depthwise", "SE fc1", "SE fc2", "projection"))
+    mine = convs(block)
     expanded = int(in_channels * expand_ratio)
     squeezed = squeezed_width(in_channels, se_ratio)
     expands = expand_ratio != 1
