@@ -212,6 +212,26 @@ class ModernBlock(nn.Module):
     },
     "07_exercises": {
         # 07: sample faults go here
+        "wrong_lp_pooling": Fault(
+            note="LPPooling leaves out the 1/N: it computes torch's LPPool2d, (sum x^p)^(1/p)",
+            expected=19,
+            cells={
+                "lp_pooling": '''\
+class LPPooling(nn.Module):
+    """LP pooling (buggy: no 1/N, which is torch.nn.LPPool2d's formula)."""
+
+    def __init__(self, kernel_size, stride=None, p=2):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = kernel_size if stride is None else stride
+        self.p = p
+
+    def forward(self, x):
+        window_sum = F.avg_pool2d(x.pow(self.p), self.kernel_size, self.stride) * self.kernel_size ** 2  # BUG
+        return window_sum.pow(1.0 / self.p)
+''',
+            },
+        ),
     },
 }
 

@@ -170,6 +170,12 @@ EXPECTED_SCORES = {
         "malformed": ("error", "", "9"),
     },
     # 07_exercises: expected scores go here
+    "07_exercises": {
+        "reference": ("graded", "21", "21"),
+        "untouched": ("graded", "0", "21"),
+        "wrong_lp_pooling": ("graded", "19", "21"),
+        "malformed": ("error", "", "21"),
+    },
 }
 
 
@@ -182,8 +188,12 @@ def test_scores_are_the_documented_ones(course_run, assignment):
     rows = read_csv(course_run[1] / "grades.csv")
     got = {s: (r["status"], r["auto_score"], r["auto_max"]) for (s, a), r in rows.items() if a == assignment}
     assert got == EXPECTED_SCORES[assignment]
-    # The written answer (2 points) waits for a human unless left untouched.
-    assert rows[("reference", assignment)]["manual_pending"] == "2"
+    # The written answers wait for a human unless left untouched.
+    written = sum(c.metadata["nbgrader"]["points"] for src in source_notebooks(assignment, COURSE_ROOT)
+                  for c in nbformat.read(src, as_version=4).cells
+                  if c.cell_type == "markdown" and c.metadata.get("nbgrader", {}).get("grade"))
+    assert written > 0, "every notebook has a written question"
+    assert float(rows[("reference", assignment)]["manual_pending"]) == written
     assert rows[("untouched", assignment)]["manual_pending"] == "0"
 
 

@@ -68,7 +68,11 @@ def page(course_copy, tmp_path_factory):
     tracker.write_text('{"windowingMode": "none"}')
     env = dict(os.environ, COURSE_BUDGET="tiny", COURSE_DEVICE="cpu", COURSE_DATA="synthetic",
                JUPYTERLAB_SETTINGS_DIR=str(settings))
-    with make_server("lab", tmp, f"VENV={ROOT / '.venv'}", cwd=course_copy, env=env) as (base, _):
+    # The copy uses the repository's .venv, and must never re-install the course into it
+    # (`-o`: take the install stamp as up to date), or the editable install would point at the copy.
+    venv = ROOT / ".venv"
+    with make_server("lab", tmp, f"VENV={venv}", "-o", f"{venv}/.course-installed", cwd=course_copy,
+                     env=env) as (base, _):
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
             page = browser.new_page(viewport={"width": 1400, "height": 1000})

@@ -22,6 +22,10 @@ from .design import check_conv_bn_relu
 from .design_blocks import check_modern_block
 from .design_network import check_challenge_model, check_modern_cnn
 # 07: exercises imports go here
+from .exercises import (check_compute_receptive_field, check_drill_bottleneck_parameters,
+                        check_drill_grouped_macs, check_drill_output_size, check_drill_receptive_field,
+                        check_grouped_bottleneck, check_grouped_resnet, check_lp_pooling, check_mixed_pooling,
+                        check_preact_residual_block, check_stochastic_pooling)
 
 __all__ = [
     "CheckFailed",
@@ -40,4 +44,9 @@ __all__ = [
     # 06: design names go here
     "check_conv_bn_relu", "check_modern_block", "check_modern_cnn", "check_challenge_model",
     # 07: exercises names go here
+    "check_mixed_pooling", "check_stochastic_pooling", "check_lp_pooling",
+    "check_preact_residual_block", "check_grouped_bottleneck", "check_grouped_resnet",
+    "check_compute_receptive_field",
+    "check_drill_bottleneck_parameters", "check_drill_output_size", "check_drill_receptive_field",
+    "check_drill_grouped_macs",
 ]
