@@ -12,5 +12,6 @@ One module per concern; a notebook imports the ones it needs:
 * ``widgets``     interactive explorers
 * ``scaling``     per-stage parameters, MACs and shapes of a network; its drawing
 * ``ablation``    one training recipe over several seeds, and the seed-spread verdict
+* ``transfer``    transfer-learning data and models, with an offline fallback
 * ``checks``      instant-feedback checks, a module or a few per notebook
 """
