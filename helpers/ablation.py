@@ -9,9 +9,9 @@ Usage in a notebook::
 
     from helpers.ablation import Recipe, run_seeds, summarise, format_table, bar_chart
     recipe = Recipe(epochs=4, batch_size=64, lr=3e-3)
-    results = run_seeds({"base": build_base, "no BN": build_no_bn}, bundle.train, bundle.test,
-                        recipe, seeds=(0, 1))
-    rows = summarise(results, baseline="base")
+    builders = {"base": build_base, "no BN": build_no_bn}
+    results = run_seeds(builders, bundle.train, bundle.test, recipe, seeds=(0, 1))
+    rows = summarise(results, builders, baseline="base")
     print(format_table(rows))
     bar_chart(rows);
 

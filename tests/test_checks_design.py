@@ -421,11 +421,20 @@ def test_challenge_over_the_mac_budget():
 
 
 def test_challenge_model_that_does_not_learn():
-    def build(num_classes=10):                    # no non-linearity, and a softmax on the output
+    def build(num_classes=10):                    # no non-linearity: a linear map of the pixels
         return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.Conv2d(16, 32, 3, stride=2, padding=1),
-                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes), nn.Softmax(dim=1))
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes))
 
     assert_words(message_of(check_challenge_model, build), ["below the floor", f"{FLOOR:.0%}"])
+
+
+def test_challenge_model_that_ends_with_a_softmax():
+    def build(num_classes=10):                    # learns a little even so: the floor alone would pass it
+        return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+                             nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+                             nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, num_classes), nn.Softmax(dim=1))
+
+    assert_words(message_of(check_challenge_model, build), ["probabilities", "softmax", "raw scores"])
 
 
 def test_challenge_wrong_output_and_library_models():

@@ -230,7 +230,7 @@ def _modern_block_structure(block: nn.Module, what: str, in_channels: int, out_c
             raise CheckFailed(what, "the projection shortcut does not produce F(x)'s shape.",
                               expected=describe_conv("shortcut", ref), got=describe_conv(name, conv),
                               hint="The projection takes x to out_channels with the block's stride: when "
-                                   "conv2 halves the height and width, so must the shortcut (section 5 shows "
+                                   "conv2 halves the height and width, so must the shortcut (section 6.2 shows "
                                    "the error a mismatch gives).")
     return se_linear
 

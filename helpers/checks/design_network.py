@@ -242,6 +242,15 @@ def compare_challenge(fn: Any, num_classes: int = 10, seed: int = 0, train: bool
                           expected=f"(2, {num_classes}) for an input of shape (2, 3, 32, 32)", got=str(got),
                           hint="End with global average pooling, flatten and nn.Linear(channels, num_classes), "
                                "and pass num_classes on.")
+    row_sums = out.sum(dim=1)
+    if num_classes > 1 and bool((out >= 0).all()) and float((row_sums - 1).abs().max()) <= 1e-4:
+        raise CheckFailed(what, "the model's outputs are probabilities (every row is non-negative and sums to 1): "
+                                "it ends with a softmax.",
+                          expected="raw scores (logits): any real numbers, one per class",
+                          got="rows that sum to " + ", ".join(f"{float(v):.4f}" for v in row_sums),
+                          hint="Remove the final softmax. The training recipe's loss, F.cross_entropy, applies "
+                               "log-softmax itself, and a softmax before it flattens the gradients; the largest "
+                               "raw score is already the predicted class.")
     parameters, macs = measure_budget(model)
     if parameters > MAX_PARAMETERS:
         raise CheckFailed(what, f"the model is over the parameter budget: {parameters:,} > {MAX_PARAMETERS:,}.",
@@ -266,9 +275,10 @@ def compare_challenge(fn: Any, num_classes: int = 10, seed: int = 0, train: bool
                                 f"below the floor of {FLOOR:.0%} (chance is 10%).",
                           expected=f"at least {FLOOR:.0%} after {FLOOR_RECIPE.epochs} epochs on "
                                    f"{FLOOR_TRAIN} images", got=f"{run.test_acc:.1%}",
-                          hint="A model that learns anything passes easily: check for a missing non-linearity, "
-                               "a layer that is created but never used, or an output squashed by a softmax or "
-                               "sigmoid (cross-entropy wants raw scores). " + CHALLENGE_HINT)
+                          hint="A network of a few convolutions with BatchNorm and ReLU passes easily (one "
+                               "convolution with a flattening head may not): check for a missing non-linearity, "
+                               "a layer that is created but never used, or an output squashed by a sigmoid "
+                               "(cross-entropy wants raw scores). " + CHALLENGE_HINT)
     return run.test_acc
 
 
