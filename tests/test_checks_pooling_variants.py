@@ -189,6 +189,19 @@ def test_stochastic_training_returns_the_weighted_sum(solution):
     assert_words(message_of(check_stochastic_pooling, AlwaysEval), ["not one of their window", "eval mode"])
 
 
+def test_stochastic_draws_in_eval_mode(solution):
+    class AlwaysTraining(solution["StochasticPooling"]):
+        def forward(self, x):
+            training = self.training
+            self.training = True
+            try:
+                return super().forward(x)
+            finally:
+                self.training = training
+    assert_words(message_of(check_stochastic_pooling, AlwaysTraining),
+                 ["in eval mode", "still draws at random", "self.training"])
+
+
 def test_stochastic_eval_without_weights(solution):
     class Average(solution["StochasticPooling"]):
         def forward(self, x):

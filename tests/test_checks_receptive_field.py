@@ -1,5 +1,6 @@
 """The receptive-field check (notebook 07): its oracle agrees with gradients; it passes the reference and
-names typical mistakes (a shortcut in series, clipping, a global gate, k instead of k - 1, dilation, strides)."""
+names typical mistakes (poolings called as functions missed, a shortcut in series, clipping, a global gate,
+k instead of k - 1, dilation, strides)."""
 import copy
 
 import numpy as np
@@ -20,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("grading_mode")
 
 @pytest.fixture(scope="module")
 def solution():
-    return load_solutions("07_exercises", ["compute_receptive_field"], {"nn": nn, "torch": torch})[
+    return load_solutions("07_exercises", ["compute_receptive_field"], {"nn": nn, "torch": torch, "F": F})[
         "compute_receptive_field"]
 
 
@@ -86,6 +87,7 @@ def test_known_values():
     assert _oracle(_build("VGG-16")) == (212, 32)
     assert _oracle(_build("ResNet-18")) == (435, 32)
     assert _oracle(_build("EfficientNet-B0")) == (851, 32)
+    assert _oracle(_build("functional pooling")) == (13, 2)  # 3, 5 after the max pool (jump 2), 13 by the avg pool
     assert _in_series(_build("residual")) == (17, 4)        # the typical mistake differs
 
 
@@ -124,6 +126,35 @@ def test_untouched_stub():
     def stub(model, input_size=224):
         raise NotImplementedError
     assert "not attempted yet" in message_of(check_compute_receptive_field, stub)
+
+
+def notebook_04_receptive_field(module, input_size=224):
+    """Notebook 04's function (section 8), copied: it reads modules only."""
+    graph = torch.fx.symbolic_trace(module).graph
+    field = {}
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            field[node] = (1, 1)
+            continue
+        reaching = [field[a] for a in node.all_input_nodes if a in field]
+        if not reaching:
+            continue
+        size, jump = max(reaching)
+        if node.op == "call_module":
+            layer = module.get_submodule(node.target)
+            if isinstance(layer, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+                k, s = np.atleast_1d(layer.kernel_size)[0], np.atleast_1d(layer.stride)[0]
+                d = np.atleast_1d(getattr(layer, "dilation", 1))[0]
+                size, jump = size + (k - 1) * d * jump, jump * s
+        field[node] = (int(size), int(jump))
+    output = next(node for node in graph.nodes if node.op == "output")
+    return field[output.all_input_nodes[0]]
+
+
+def test_notebook_04_function_is_not_enough():
+    message = message_of(check_compute_receptive_field, notebook_04_receptive_field)
+    assert "misses the poolings called as functions" in message and "call_function" in message
+    assert "in series" not in message
 
 
 def test_shortcut_counted_in_series():
@@ -186,4 +217,4 @@ def test_refuses_the_course_own_oracle():
 
 
 def test_every_network_is_named():
-    assert len(NETWORKS) == 9 and all(len(v) == 2 for v in NETWORKS.values())
+    assert len(NETWORKS) == 10 and all(len(v) == 2 for v in NETWORKS.values())

@@ -188,6 +188,16 @@ def compare_stochastic_pooling(cls: type, kernel_size: int, stride: int | None,
                               expected="0 for a window of zeros", got="nan",
                               hint="sum a is 0 there: 0 / 0. Return 0 for such windows (torch.where, or "
                                    "divide by sum a clamped to a tiny positive number).")
+        with torch.no_grad():
+            again = _run(module, x, what + " in eval mode", train=False)
+        if not torch.equal(out, again):
+            raise CheckFailed(what + " in eval mode", "two calls on the same input give different outputs: "
+                                                      "your module still draws at random after .eval().",
+                              expected="sum_i p_i a_i for every window, the same on every call",
+                              got="a different result on each call",
+                              hint="Branch on self.training: draw one value per window only while it is True "
+                                   "(training mode); after .eval() return the expected value of the draw, "
+                                   "sum_i p_i a_i with p_i = a_i / sum a.")
         assert_values_close(out, expected, what + " in eval mode", context=f"a random {tuple(input_shape)} input",
                             hint="sum_i p_i a_i with p_i = a_i / sum a, a = ReLU(x); 0 for a window of zeros.")
     # Training mode: every output is one of its window's ReLU'd values; the zero window gives 0.

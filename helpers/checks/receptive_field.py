@@ -12,8 +12,11 @@ gradient of one output unit.
 
 The check compares the student's answer on small networks and on three of
 torchvision's (ResNet-18's convolutional trunk, VGG-16's and EfficientNet-B0's
-``features``), built with random weights on the CPU so that any method works.
-When the answer is wrong it names the mistake it matches: a shortcut counted
+``features``), built with random weights on the CPU so that any method works;
+one small network calls its poolings as functions in ``forward()``, as
+torchvision's Inception3 blocks do, so that a walk over modules alone (notebook
+04's ``receptive_field``) is not enough. When the answer is wrong it names the
+mistake it matches: poolings called as functions missed, a shortcut counted
 in series, a field clipped to the input, a gate's global pooling counted,
 k instead of k - 1, dilation or strides forgotten.
 """
@@ -50,12 +53,14 @@ def _window(layer: nn.Module) -> tuple[int, int, int]:
 
 # ------------------------------------------------------------------ the oracle (private)
 def _fx_fields(model: nn.Module, *, kernel_offset: int = -1, dilation: bool = True,
-               multiply_jump: bool = True, global_pool: int | None = None) -> list[tuple[str, int, int]]:
+               multiply_jump: bool = True, global_pool: int | None = None,
+               functional: bool = True) -> list[tuple[str, int, int]]:
     """(node name, size, jump) for every node of ``model``'s fx graph, in order.
 
     The keyword arguments describe known mistakes, for the diagnosis: ``kernel_offset=0``
     adds k instead of k - 1, ``dilation=False`` ignores it, ``multiply_jump=False`` never
-    multiplies the jump, ``global_pool`` makes an adaptive pool see the whole input.
+    multiplies the jump, ``global_pool`` makes an adaptive pool see the whole input,
+    ``functional=False`` misses windows called as functions in ``forward()``.
     """
     graph = torch.fx.symbolic_trace(model).graph
     fields: dict[Any, tuple[int, int]] = {}
@@ -75,7 +80,7 @@ def _fx_fields(model: nn.Module, *, kernel_offset: int = -1, dilation: bool = Tr
                 window = _window(layer)
             elif global_pool is not None and isinstance(layer, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
                 size = max(size, global_pool)
-        elif node.op == "call_function" and node.target in (F.max_pool2d, F.avg_pool2d, F.conv2d):
+        elif functional and node.op == "call_function" and node.target in (F.max_pool2d, F.avg_pool2d, F.conv2d):
             window = _functional_window(node)
         if window is not None:
             k, s, d = window
@@ -120,6 +125,20 @@ def _in_series(model: nn.Module) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------ the networks the check uses
+class _FunctionalPools(nn.Module):
+    """Poolings called as functions in forward(), as in torchvision's Inception3 blocks, and a concatenation."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.conv2 = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), kernel_size=3, stride=2)
+        branch = F.avg_pool2d(x, 5, stride=1, padding=2)                 # the wider of the two branches
+        return torch.cat([self.conv2(x), branch], 1)
+
+
 def _tv_models():
     import torchvision.models as tvm
     return tvm
@@ -167,6 +186,9 @@ NETWORKS: dict[str, tuple[Callable[[], nn.Module], str]] = {
                                 "stride-2 projection shortcut, Conv2d(3)"),
     "bottleneck": (_bottleneck_net, "Conv2d(3, stride 2), MaxPool2d(2), torchvision's Bottleneck with a "
                                     "stride-2 projection, another Bottleneck"),
+    "functional pooling": (_FunctionalPools, "Conv2d(3), then F.max_pool2d(x, kernel_size=3, stride=2) called in "
+                                             "forward(), then Conv2d(3) and F.avg_pool2d(x, 5, stride=1, padding=2) "
+                                             "side by side, concatenated"),
     "ResNet-18": (_resnet18_trunk, "torchvision's resnet18 without its average pool and fc"),
     "VGG-16": (_vgg16_features, "torchvision's vgg16().features"),
     "EfficientNet-B0": (lambda: _tv_models().efficientnet_b0(weights=None).features,
@@ -196,6 +218,14 @@ def _require_pair(value: Any, what: str) -> tuple[int, int]:
 def _diagnose(model: nn.Module, got: tuple[int, int], expected: tuple[int, int], input_size: int,
               what: str, description: str) -> None:
     common = dict(expected=f"(size, jump) = {expected}", got=f"{got}")
+    if got == _oracle(model, functional=False) and got != expected:
+        raise CheckFailed(what, f"for {description}, your answer misses the poolings called as functions in "
+                                "forward().", **common,
+                          hint="Not every window is a module: a pooling called as a function in forward() "
+                               "(as torchvision's Inception3 blocks do) appears in the torch.fx graph as a "
+                               "call_function node whose target is F.max_pool2d or F.avg_pool2d; its kernel "
+                               "size and stride are in the node's args and kwargs (a stride of None means "
+                               "stride = kernel size).")
     if got == _in_series(model) and got != expected:
         raise CheckFailed(what, f"for {description}, your answer counts a shortcut's 1x1 convolution in series "
                                 "with the residual branch.", **common,
@@ -282,7 +312,8 @@ def random_network(rng: Any) -> tuple[nn.Module, str]:
 def check_compute_receptive_field(fn: Callable) -> None:
     results = {name: compare_network(fn, name) for name in NETWORKS}
     shown = ", ".join(f"{n} {results[n]}" for n in ("residual", "ResNet-18", "VGG-16", "EfficientNet-B0"))
-    passed(WHAT, f"{len(NETWORKS)} networks, with shortcuts, dilation and squeeze-and-excitation, give the "
+    passed(WHAT, f"{len(NETWORKS)} networks, with shortcuts, dilation, poolings called as functions and "
+                 f"squeeze-and-excitation, give the "
                  f"right (size, jump): {shown}")
 
 
