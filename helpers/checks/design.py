@@ -11,6 +11,7 @@ the design challenge in :mod:`helpers.checks.design_network`.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,25 +20,14 @@ from torch import nn
 
 from helpers.transplant import TransplantError, first_divergence, match_by_order, share_weights_by_order
 
-from .core import CheckFailed, assert_shape, call_student, passed, reject_course_code, require_tensor, student_check
-from .models import ATOL, RTOL, frees_models, on_meta, one_thread, random_weights_, require_module
+from .core import CheckFailed, assert_shape, call_student, passed, require_tensor, student_check
+from .models import ATOL, RTOL, build_student_model, frees_models, on_meta, one_thread, random_weights_
 
 OWN_LAYERS_HINT = ("Build it from torch.nn layers (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Sigmoid, "
                    "nn.AdaptiveAvgPool2d, ...) in the exercise cell.")
 
 
 # ------------------------------------------------------------------ shared machinery
-def build_student(cls: Any, args: tuple, what: str, name: str, *, seed: int = 0, **kwargs: Any) -> nn.Module:
-    """``cls(*args, **kwargs)`` with a fixed seed (the student's random state is left alone)."""
-    reject_course_code(cls, name)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = call_student(cls, *args, what=name, **kwargs)
-    model = require_module(model, what)
-    refuse_library_models(model, what)
-    return model
-
-
 def refuse_library_models(model: nn.Module, what: str) -> None:
     """Fail when a module of ``model`` comes from torchvision (its blocks would grade torchvision)."""
     for name, module in model.named_modules():
@@ -47,6 +37,11 @@ def refuse_library_models(model: nn.Module, what: str) -> None:
             raise CheckFailed(what, f"{where} torchvision's {type(module).__qualname__}.",
                               expected="layers you build from torch.nn", got=f"{origin}.{type(module).__qualname__}",
                               hint=OWN_LAYERS_HINT)
+
+
+
+#: The student's model, refused when it comes from torchvision (see models.build_student_model).
+build_student = functools.partial(build_student_model, refuse=refuse_library_models)
 
 
 def convs(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:

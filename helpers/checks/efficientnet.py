@@ -29,12 +29,12 @@ import torch
 from torch import nn
 
 from helpers.inspection import count_parameters
-from helpers.transplant import TransplantError, match_by_order
 
 from .core import CheckFailed, call_student, passed, reject_course_code, student_check
 from .efficientnet_blocks import build, conv_spec, describe_conv, refuse_torchvision
 from .efficientnet_mbconv import trusted_mbconv_class
-from .models import frees_models, matches_torchvision, on_meta, one_thread, substitute_globals
+from .models import (frees_models, matches_torchvision, on_meta, one_thread, require_same_parameter_count,
+                     substitute_globals)
 
 #: torchvision's parameter count of efficientnet_b0 (1000 classes).
 B0_PARAMETERS = 5_288_548
@@ -250,19 +250,6 @@ def _check_layout(model: nn.Module, reference: nn.Module, what: str, dropout: fl
                           hint="Pass dropout on to the nn.Dropout before the Linear layer.")
 
 
-def _count_mismatch(model: nn.Module, reference: nn.Module, what: str) -> None:
-    got, expected = count_parameters(model), count_parameters(reference)
-    if got == expected:
-        return
-    where = ""
-    try:
-        match_by_order(reference, model, source_label="torchvision", target_label="yours")
-    except TransplantError as err:
-        where = f" {err.message}"
-    raise CheckFailed(what, f"the number of parameters is wrong.{where}", expected=f"{expected:,}",
-                      got=f"{got:,} ({got - expected:+,})", hint=LAYOUT_HINT)
-
-
 @one_thread
 @frees_models
 def compare_efficientnet(cls: type, width_mult: float, depth_mult: float, dropout: float = 0.2,
@@ -279,7 +266,7 @@ def compare_efficientnet(cls: type, width_mult: float, depth_mult: float, dropou
     _compare_calls(model, calls, block, width_mult, depth_mult, what)
     reference = on_meta(_reference, width_mult, depth_mult, dropout, num_classes)
     _check_layout(model, reference, what, dropout, num_classes)
-    _count_mismatch(model, reference, what)
+    require_same_parameter_count(model, reference, what, LAYOUT_HINT)
     if input_shape is None:
         return
     del model

@@ -26,7 +26,6 @@ convolution descriptions.
 """
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -34,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import CheckFailed, call_student, passed, reject_course_code, student_check
-from .models import TRANSPLANT_PROBLEM, frees_models, matches_torchvision, on_meta, one_thread, require_module
+from .core import CheckFailed, passed, student_check
+from .models import (TRANSPLANT_PROBLEM, build_student_model, frees_models, matches_torchvision, on_meta,
+                     one_thread)
 
 OWN_LAYERS_HINT = ("Build it yourself from torch.nn layers (nn.Conv2d, nn.BatchNorm2d, nn.SiLU, "
                    "nn.AdaptiveAvgPool2d, nn.Sigmoid, ...); torchvision is only what the check compares "
@@ -64,17 +64,12 @@ def refuse_torchvision(model: nn.Module, what: str, trusted: tuple[type, ...] = 
     walk(model, "")
 
 
-def build(cls: Any, args: tuple, what: str, name: str, *, seed: int = 0, meta: bool = False,
-          trusted: tuple[type, ...] = (), **kwargs: Any) -> nn.Module:
-    """``cls(*args, **kwargs)``, checked to be the student's own nn.Module; seeded, or on the meta device."""
-    reject_course_code(cls, name)
-    with torch.random.fork_rng(devices=[]):           # the student's random state is left alone
-        torch.manual_seed(seed)
-        with torch.device("meta") if meta else contextlib.nullcontext():
-            model = call_student(cls, *args, what=name, **kwargs)
-    model = require_module(model, what)
-    refuse_torchvision(model, what, trusted)
-    return model
+def build(cls: Any, args: tuple, what: str, name: str, *, trusted: tuple[type, ...] = (),
+          **kwargs: Any) -> nn.Module:
+    """The student's module (see models.build_student_model), refused when it is torchvision's
+    own, except for the ``trusted`` classes a check swaps in."""
+    return build_student_model(cls, args, what, name, refuse=lambda m, w: refuse_torchvision(m, w, trusted),
+                               **kwargs)
 
 
 def convs(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:

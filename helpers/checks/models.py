@@ -14,6 +14,7 @@ torchvision references and call these.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import inspect
@@ -31,7 +32,7 @@ from helpers.transplant import (TransplantError, copy_weights_by_order, first_di
                                 weights_on_demand)
 
 from .core import (CheckFailed, assert_shape, assert_values_close, call_student, passed,
-                   require_tensor, student_check)
+                   reject_course_code, require_tensor, student_check)
 
 #: Scale-relative tolerance: max |yours - torchvision| <= ATOL + RTOL * max |torchvision|.
 #: Loose enough for TF32 convolutions on a GPU, far tighter than any wiring mistake.
@@ -180,6 +181,41 @@ def require_module(value: Any, what: str) -> nn.Module:
                           hint="Subclass nn.Module (call super().__init__() first) and build the "
                                "layers in __init__.")
     return value
+
+
+def build_student_model(cls: Any, args: tuple, what: str, name: str, *,
+                        refuse: Callable[[nn.Module, str], None] | None = None, seed: int = 0,
+                        meta: bool = False, **kwargs: Any) -> nn.Module:
+    """The student's ``cls(*args, **kwargs)``, built with a fixed seed (their own random state
+    is left alone), on the meta device when ``meta``.
+
+    It must be the student's own code (not the course's) and an ``nn.Module``;
+    ``refuse(model, what)``, each notebook's own, fails on a library model that would make the
+    check compare the library with itself.
+    """
+    reject_course_code(cls, name)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        with torch.device("meta") if meta else contextlib.nullcontext():
+            model = call_student(cls, *args, what=name, **kwargs)
+    model = require_module(model, what)
+    if refuse is not None:
+        refuse(model, what)
+    return model
+
+
+def require_same_parameter_count(model: nn.Module, reference: nn.Module, what: str, hint: str) -> None:
+    """Fail when the parameter counts differ, naming the first tensor that does not line up."""
+    got, expected = count_parameters(model), count_parameters(reference)
+    if got == expected:
+        return
+    where = ""
+    try:
+        match_by_order(reference, model, source_label="torchvision", target_label="yours")
+    except TransplantError as err:
+        where = f" {err.message}"
+    raise CheckFailed(what, f"the number of parameters is wrong.{where}", expected=f"{expected:,}",
+                      got=f"{got:,} ({got - expected:+,})", hint=hint)
 
 
 @student_check

@@ -21,10 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from helpers.inspection import count_parameters
-from helpers.transplant import TransplantError, match_by_order, share_weights_by_order
+from helpers.transplant import TransplantError, share_weights_by_order
 
 from .core import CheckFailed, call_student, passed, reject_course_code, student_check
-from .models import frees_models, matches_torchvision, on_meta, one_thread, require_module, substitute_globals
+from .models import (frees_models, matches_torchvision, on_meta, one_thread, require_module,
+                     require_same_parameter_count, substitute_globals)
 from .resnet_blocks import (BASIC, BOTTLENECK, NAMES, _build, _convs, _needs_projection, _norms,
                             _refuse_torchvision, _require_no_bias, _trusted_block, _trusted_classes, _tv)
 
@@ -166,20 +167,6 @@ def _pair(value: Any) -> tuple:
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
-def _count_mismatch(model: nn.Module, reference: nn.Module, what: str, hint: str) -> None:
-    """Fail when the parameter counts differ, naming the first tensor that does not line up."""
-    got, expected = count_parameters(model), count_parameters(reference)
-    if got == expected:
-        return
-    where = ""
-    try:
-        match_by_order(reference, model, source_label="torchvision", target_label="yours")
-    except TransplantError as err:
-        where = f" {err.message}"
-    raise CheckFailed(what, f"the number of parameters is wrong.{where}", expected=f"{expected:,}",
-                      got=f"{got:,} ({got - expected:+,})", hint=hint)
-
-
 @one_thread
 @frees_models
 def compare_resnet(cls: type, kind: str, layers: Sequence[int], num_classes: int,
@@ -194,7 +181,7 @@ def compare_resnet(cls: type, kind: str, layers: Sequence[int], num_classes: int
     reference = on_meta(_torchvision_resnet, kind, layers, num_classes)
     model = _build(cls, (block, list(layers)), what, "ResNet", meta=True, num_classes=num_classes)
     _check_resnet_layout(model, what)
-    _count_mismatch(model, reference, what, RESNET_HINT)
+    require_same_parameter_count(model, reference, what, RESNET_HINT)
     if input_shape is None:
         return
     del model
@@ -342,7 +329,7 @@ def compare_cifar_resnet(cls: type, depth: int, residual: bool, num_classes: int
                           expected=f"depth - 1 = {depth - 1}: the stem and 2 per block, 3n blocks",
                           got=f"{convs}", hint=OPTION_A_HINT if extra else CIFAR_HINT)
     reference = on_meta(_cifar_reference, depth, num_classes, residual)
-    _count_mismatch(model, reference, what, CIFAR_HINT)
+    require_same_parameter_count(model, reference, what, CIFAR_HINT)
     _check_init(model, what)
     try:
         matches_torchvision(model, reference, input_shape, what, seed=seed)

@@ -25,6 +25,7 @@ one CPU thread (:func:`helpers.checks.models.one_thread`).
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,8 +34,8 @@ import torch.nn.functional as F
 from torch import nn
 
 
-from .core import CheckFailed, call_student, passed, reject_course_code, student_check
-from .models import frees_models, matches_torchvision, on_meta, one_thread, require_module
+from .core import CheckFailed, passed, student_check
+from .models import build_student_model, frees_models, matches_torchvision, on_meta, one_thread
 
 BASIC, BOTTLENECK = "basic", "bottleneck"
 NAMES = {BASIC: "ResidualBlock", BOTTLENECK: "BottleneckBlock"}
@@ -121,20 +122,8 @@ def _refuse_torchvision(model: nn.Module, what: str) -> None:
                                   hint=OWN_LAYERS_HINT)
 
 
-def _build(cls: Any, args: tuple, what: str, name: str, *, seed: int = 0,
-           meta: bool = False, **kwargs: Any) -> nn.Module:
-    """``cls(*args, **kwargs)``, checked to be the student's own nn.Module; seeded, or on the meta device."""
-    reject_course_code(cls, name)
-    with torch.random.fork_rng(devices=[]):           # the student's random state is left alone
-        torch.manual_seed(seed)
-        if meta:
-            with torch.device("meta"):
-                model = call_student(cls, *args, what=name, **kwargs)
-        else:
-            model = call_student(cls, *args, what=name, **kwargs)
-    model = require_module(model, what)
-    _refuse_torchvision(model, what)
-    return model
+#: The student's block, refused when it is torchvision's own (see models.build_student_model).
+_build = functools.partial(build_student_model, refuse=_refuse_torchvision)
 
 
 # ------------------------------------------------------------------ structure

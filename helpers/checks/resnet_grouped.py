@@ -18,8 +18,8 @@ from torch import nn
 from helpers.inspection import count_parameters
 
 from .core import CheckFailed, call_student, passed, reject_course_code, student_check
-from .models import frees_models, matches_torchvision, on_meta, one_thread, require_module, substitute_globals
-from .resnet import _check_resnet_layout, _count_mismatch
+from .models import frees_models, require_same_parameter_count, matches_torchvision, on_meta, one_thread, require_module, substitute_globals
+from .resnet import _check_resnet_layout
 from .resnet_blocks import _tv
 from .resnet_variants import GROUPED_RESNET, _build, _refuse_torchvision, _trusted_grouped
 
@@ -68,7 +68,7 @@ def compare_grouped_resnet(cls: type, layers: Sequence[int], num_classes: int, g
                           got=f"groups {sorted(widths)}",
                           hint="Create each block as GroupedBottleneck(in_channels, width, stride, "
                                "groups=groups, width_per_group=width_per_group).")
-    _count_mismatch(model, reference, what, RESNET_HINT)
+    require_same_parameter_count(model, reference, what, RESNET_HINT)
     if input_shape is not None:
         matches_torchvision(model, reference, input_shape, what, seed=seed)
 

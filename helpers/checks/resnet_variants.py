@@ -20,16 +20,16 @@
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from helpers.transplant import TransplantError, share_weights_by_order
 
-from .core import CheckFailed, assert_shape, call_student, passed, reject_course_code, student_check
-from .models import frees_models, matches_torchvision, on_meta, one_thread, random_weights_, require_module
+from .core import CheckFailed, assert_shape, call_student, passed, student_check
+from .models import build_student_model, frees_models, matches_torchvision, on_meta, one_thread, random_weights_
 from .resnet_blocks import (OWN_LAYERS_HINT, _convs, _describe_conv, _needs_projection, _norms, _projection,
                             _require_no_bias, _tv)
 
@@ -62,20 +62,8 @@ def _refuse_torchvision(model: nn.Module, what: str) -> None:
                               got=f"{type(module).__module__}.{type(module).__qualname__}", hint=OWN_LAYERS_HINT)
 
 
-def _build(cls: Any, args: tuple, what: str, name: str, *, seed: int = 0, meta: bool = False,
-           **kwargs: Any) -> nn.Module:
-    """``cls(*args, **kwargs)``, the student's own nn.Module, seeded or on the meta device."""
-    reject_course_code(cls, name)
-    with torch.random.fork_rng(devices=[]):           # the student's random state is left alone
-        torch.manual_seed(seed)
-        if meta:
-            with torch.device("meta"):
-                model = call_student(cls, *args, what=name, **kwargs)
-        else:
-            model = call_student(cls, *args, what=name, **kwargs)
-    model = require_module(model, what)
-    _refuse_torchvision(model, what)
-    return model
+
+_build = functools.partial(build_student_model, refuse=_refuse_torchvision)
 
 
 # ------------------------------------------------------------------ pre-activation: the formula (private)
