@@ -7,13 +7,13 @@ from torch import nn
 
 from autograder.solutions import load_solutions
 from helpers import checks
-from helpers.checks.core import CheckFailed
 from helpers.checks.design import check_conv_bn_relu, compare_conv_bn_relu
 from helpers.checks.design_blocks import _ReferenceModernBlock, check_modern_block, compare_modern_block
 from helpers.checks.design_network import (FLOOR, MAX_MACS, MAX_PARAMETERS, _ReferenceModernCNN,
                                            check_challenge_model, check_modern_cnn, compare_challenge,
                                            compare_modern_cnn)
 from helpers.inspection import count_macs, count_parameters
+from check_messages import assert_words, message_of
 
 # The checks are tested as nbgrader runs them: an untouched stub raises.
 pytestmark = pytest.mark.usefixtures("grading_mode")
@@ -38,18 +38,6 @@ def solution():
     challenge = load_solutions(ASSIGNMENT, ["challenge_model"], IMPORTS)
     return {"ConvBNReLU": layers["ConvBNReLU"], "ModernBlock": layers["ModernBlock"],
             "ModernCNN": network["ModernCNN"], "build_challenge_model": challenge["build_challenge_model"]}
-
-
-def message_of(check, *answer):
-    with pytest.raises(CheckFailed) as info:
-        check(*answer)
-    return str(info.value)
-
-
-def assert_words(message, words):
-    for word in words:
-        assert word in message, message
-    assert "hint:" in message or "not attempted yet" in message, message
 
 
 def test_checks_are_exported_and_oracles_are_not():

@@ -3,21 +3,15 @@ import pytest
 
 from autograder.solutions import load_solutions
 from helpers import checks
-from helpers.checks.core import CheckFailed
 from helpers.checks.drill import (check_drill_bottleneck_parameters, check_drill_grouped_macs, check_drill_output_size,
                                   check_drill_receptive_field)
+from check_messages import message_of
 
 pytestmark = pytest.mark.usefixtures("grading_mode")
 DRILL = {"drill_bottleneck_parameters": check_drill_bottleneck_parameters,
          "drill_output_size": check_drill_output_size,
          "drill_receptive_field": check_drill_receptive_field,
          "drill_grouped_macs": check_drill_grouped_macs}
-
-
-def message_of(check, answer):
-    with pytest.raises(CheckFailed) as info:
-        check(answer)
-    return str(info.value)
 
 
 def test_reference_passes(capsys):

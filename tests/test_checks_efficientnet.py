@@ -13,7 +13,6 @@ from torch import nn
 
 from autograder.solutions import load_solutions, solution_sources
 from helpers import checks
-from helpers.checks.core import CheckFailed
 from helpers.checks.efficientnet import (B0_PARAMETERS, check_compound_scaling, check_efficientnet,
                                          compare_compound_scaling, compare_efficientnet, compare_efficientnet_b0)
 from helpers.checks.efficientnet_blocks import (check_depthwise_separable_conv, check_squeeze_excitation,
@@ -22,6 +21,7 @@ from helpers.checks.efficientnet_mbconv import check_mbconv_block, compare_mbcon
 from helpers.checks.efficientnet_stochastic_depth import compare_stochastic_depth
 from helpers.checks.models import on_meta
 from helpers.inspection import count_parameters
+from check_messages import assert_words, message_of
 
 # The checks are tested as nbgrader runs them: an untouched stub raises.
 pytestmark = pytest.mark.usefixtures("grading_mode")
@@ -62,18 +62,6 @@ def variant(grade_id, *replacements, namespace=None):
     ns = {**IMPORTS, **(namespace or {})}
     exec(compile(source, f"<{grade_id} variant>", "exec"), ns)
     return ns
-
-
-def message_of(check, *answer):
-    with pytest.raises(CheckFailed) as info:
-        check(*answer)
-    return str(info.value)
-
-
-def assert_words(message, words):
-    for word in words:
-        assert word in message, message
-    assert "hint:" in message or "not attempted yet" in message, message
 
 
 # ---- torchvision's numbers and the module's surface ----

@@ -16,6 +16,7 @@ from helpers.checks import (CheckFailed, check_avg_pool_2d, check_avg_pool_2d_ve
 from helpers.checks.pooling import (check_rejects_oversized_window, check_rejects_wrong_grad_shape,
                                     check_vectorised, compare_max_pool_backward, compare_pool,
                                     reference_pool, reference_pool_backward)
+from check_messages import message_of
 
 # The checks are tested as nbgrader runs them: an untouched stub raises.
 pytestmark = pytest.mark.usefixtures("grading_mode")
@@ -113,12 +114,6 @@ class LyingArray(np.ndarray):
 
 def lies(x, kernel_size=2, stride=2):
     return np.zeros_like(right("max")(x, kernel_size, stride)).view(LyingArray)
-
-
-def message_of(check, answer):
-    with pytest.raises(CheckFailed) as info:
-        check(answer)
-    return str(info.value)
 
 
 # ---- loops: max and avg ----

@@ -6,11 +6,11 @@ from torch import nn
 
 from autograder.solutions import load_solutions
 from helpers import checks
-from helpers.checks.core import CheckFailed
 from helpers.checks.pooling_stochastic import (PATTERNS, _candidates, check_stochastic_pooling,
                                                compare_stochastic_distribution, compare_stochastic_pooling)
 from helpers.checks.pooling_variants import (check_lp_pooling, check_mixed_pooling, compare_lp_pooling,
                                              compare_mixed_pooling)
+from check_messages import assert_words, message_of
 
 pytestmark = pytest.mark.usefixtures("grading_mode")
 IMPORTS = {"nn": nn, "torch": torch, "F": F}
@@ -19,18 +19,6 @@ IMPORTS = {"nn": nn, "torch": torch, "F": F}
 @pytest.fixture(scope="module")
 def solution():
     return load_solutions("07_exercises", ["mixed_pooling", "stochastic_pooling", "lp_pooling"], IMPORTS)
-
-
-def message_of(check, *answer):
-    with pytest.raises(CheckFailed) as info:
-        check(*answer)
-    return str(info.value)
-
-
-def assert_words(message, words):
-    for word in words:
-        assert word in message, message
-    assert "hint:" in message or "not attempted yet" in message, message
 
 
 class Unattempted(nn.Module):

@@ -12,9 +12,9 @@ from torchvision.ops.misc import SqueezeExcitation
 
 from autograder.solutions import load_solutions
 from helpers import checks
-from helpers.checks.core import CheckFailed
 from helpers.checks.receptive_field import (NETWORKS, _build, _in_series, _oracle, check_compute_receptive_field,
                                             compare_network, compare_receptive_field, random_network)
+from check_messages import message_of
 
 pytestmark = pytest.mark.usefixtures("grading_mode")
 
@@ -23,12 +23,6 @@ pytestmark = pytest.mark.usefixtures("grading_mode")
 def solution():
     return load_solutions("07_exercises", ["compute_receptive_field"], {"nn": nn, "torch": torch, "F": F})[
         "compute_receptive_field"]
-
-
-def message_of(check, *answer, **kwargs):
-    with pytest.raises(CheckFailed) as info:
-        check(*answer, **kwargs)
-    return str(info.value)
 
 
 # ---- the oracle against the support of the input gradient ----

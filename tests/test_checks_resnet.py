@@ -7,7 +7,6 @@ from torch import nn
 
 from autograder.solutions import load_solutions
 from helpers import checks
-from helpers.checks.core import CheckFailed
 from helpers.checks.models import on_meta
 from helpers.checks.resnet import (TORCHVISION_COUNTS, check_cifar_resnet, check_resnet, check_resnet_factories,
                                    compare_cifar_depth_error, compare_cifar_resnet, compare_resnet,
@@ -15,6 +14,7 @@ from helpers.checks.resnet import (TORCHVISION_COUNTS, check_cifar_resnet, check
 from helpers.checks.resnet_blocks import (_trusted_block, check_bottleneck_block, check_residual_block,
                                           compare_bottleneck_block, compare_residual_block)
 from helpers.inspection import count_parameters
+from check_messages import assert_words, message_of
 
 # The checks are tested as nbgrader runs them: an untouched stub raises.
 pytestmark = pytest.mark.usefixtures("grading_mode")
@@ -48,18 +48,6 @@ def solution():
     return {"ResidualBlock": blocks["ResidualBlock"], "BottleneckBlock": blocks["BottleneckBlock"],
             "ResNet": resnet["ResNet"], "factories": factories, "CifarResNet": cifar["CifarResNet"],
             "CifarBlock": cifar["CifarBlock"]}
-
-
-def message_of(check, *answer):
-    with pytest.raises(CheckFailed) as info:
-        check(*answer)
-    return str(info.value)
-
-
-def assert_words(message, words):
-    for word in words:
-        assert word in message, message
-    assert "hint:" in message or "not attempted yet" in message, message
 
 
 # ---- torchvision's numbers ----

@@ -7,13 +7,13 @@ from torch import nn
 
 from autograder.solutions import load_solutions
 from helpers import checks
-from helpers.checks.core import CheckFailed
 from helpers.checks.models import on_meta
 from helpers.checks.resnet_grouped import (TORCHVISION_COUNTS, check_grouped_resnet, compare_factory,
                                            compare_grouped_resnet)
 from helpers.checks.resnet_variants import (check_grouped_bottleneck, check_preact_residual_block,
                                             compare_grouped_bottleneck, compare_preact_block)
 from helpers.inspection import count_parameters
+from check_messages import message_of
 
 pytestmark = pytest.mark.usefixtures("grading_mode")
 IMPORTS = {"nn": nn, "torch": torch, "F": F}
@@ -33,12 +33,6 @@ def solution():
     # GroupedResNet and the factories are loaded with the block a stub: the exercises are graded apart.
     networks = load_solutions("07_exercises", ["grouped_resnet"], {**IMPORTS, "GroupedBottleneck": Unattempted})
     return {**blocks, **{k: networks[k] for k in ("GroupedResNet", "resnext50_32x4d", "wide_resnet50_2")}}
-
-
-def message_of(check, *answer):
-    with pytest.raises(CheckFailed) as info:
-        check(*answer)
-    return str(info.value)
 
 
 def test_torchvision_parameter_counts():

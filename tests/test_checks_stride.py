@@ -19,6 +19,7 @@ from helpers.checks.stride import (_torch_network_sizes, _torch_output_size, che
                                    check_compute_output_size, check_rejects_no_output,
                                    compare_output_size_with_torch, compare_random_networks,
                                    expect_network_error, likely_bug, random_configs)
+from check_messages import message_of
 
 # The checks are tested as nbgrader runs them: an untouched stub raises.
 pytestmark = pytest.mark.usefixtures("grading_mode")
@@ -28,12 +29,6 @@ SOLUTIONS = load_solutions("02_stride", ["compute_output_size", "compute_network
 compute_output_size = SOLUTIONS["compute_output_size"]
 compute_network_sizes = SOLUTIONS["compute_network_sizes"]
 trace_shapes = SOLUTIONS["trace_shapes"]
-
-
-def message_of(check, *args, **kwargs):
-    with pytest.raises(CheckFailed) as info:
-        check(*args, **kwargs)
-    return str(info.value)
 
 
 # ---- the oracle ----

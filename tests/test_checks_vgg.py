@@ -15,6 +15,7 @@ from helpers.checks.models import (check_matches_torchvision, check_parameter_co
                                    random_weights_, substitute_globals)
 from helpers.checks.vgg import _torchvision_vgg, check_vgg, check_vgg16, check_vgg_block, compare_vgg, compare_vgg16
 from helpers.inspection import count_parameters
+from check_messages import assert_words, message_of
 
 # The checks are tested as nbgrader runs them: an untouched stub raises.
 pytestmark = pytest.mark.usefixtures("grading_mode")
@@ -49,18 +50,6 @@ class PlainVGG(nn.Module):
 
     def forward(self, x):
         return self.classifier(torch.flatten(self.avgpool(self.features(x)), 1))
-
-
-def message_of(check, answer):
-    with pytest.raises(CheckFailed) as info:
-        check(answer)
-    return str(info.value)
-
-
-def assert_words(message, words):
-    for word in words:
-        assert word in message, message
-    assert "hint:" in message
 
 
 # ---- parameter counts ----
