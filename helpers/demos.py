@@ -31,7 +31,8 @@ BROKEN = "⚠"
 
 
 def _label(name: str, exercise: int | str | None) -> str:
-    where = f" (exercise {exercise})" if exercise is not None else ""
+    several = isinstance(exercise, str) and (" and " in exercise or " to " in exercise)
+    where = f" (exercise{'s' if several else ''} {exercise})" if exercise is not None else ""
     return f"`{name}`{where}"
 
 

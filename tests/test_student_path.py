@@ -58,6 +58,9 @@ def test_needs_your_code_says_what_is_missing_and_carries_on(capsys):
     assert ran == []
     assert out.count("\n") == 1 and out.startswith(SKIPPED)
     assert "`max_pool_2d` (exercise 1)" in out
+    with needs_your_code("MBConvBlock", exercise="2 and 3"):
+        stub()
+    assert "(exercises 2 and 3)" in capsys.readouterr().out
 
 
 def test_needs_your_code_reports_a_broken_answer_in_one_line(capsys):
