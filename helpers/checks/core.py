@@ -52,6 +52,13 @@ class CheckFailed(AssertionError):
             lines.append(f"    hint: {self.hint}")
         return "\n".join(lines)
 
+    def add_hint(self, text: str) -> None:
+        """Append ``text`` to the hint (once), e.g. the architecture summary of the check that caught it."""
+        if self.hint and text in self.hint:
+            return
+        self.hint = f"{self.hint} {text}" if self.hint else text
+        self.args = (self.message,)      # str(failure) shows the longer hint
+
     def _render_traceback_(self) -> list[str]:
         # IPython calls this instead of printing a traceback: the student sees
         # the message alone, and a hidden test's source is never echoed.

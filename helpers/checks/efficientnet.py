@@ -279,9 +279,8 @@ def _compare_logits(model: nn.Module, reference: nn.Module, input_shape: Sequenc
     try:
         matches_torchvision(model, reference, input_shape, what, seed=seed)
     except CheckFailed as failure:
-        if failure.hint and LAYOUT_HINT not in failure.hint:
-            failure.hint = f"{failure.hint} {LAYOUT_HINT}"
-            failure.args = (failure.message,)
+        if failure.hint:
+            failure.add_hint(LAYOUT_HINT)
         raise
 
 

@@ -191,9 +191,8 @@ def compare_resnet(cls: type, kind: str, layers: Sequence[int], num_classes: int
     try:
         matches_torchvision(model, reference, input_shape, what, seed=seed)
     except CheckFailed as failure:
-        if failure.hint and RESNET_HINT not in failure.hint:
-            failure.hint = f"{failure.hint} {RESNET_HINT}"
-            failure.args = (failure.message,)
+        if failure.hint:
+            failure.add_hint(RESNET_HINT)
         raise
 
 
@@ -337,9 +336,8 @@ def compare_cifar_resnet(cls: type, depth: int, residual: bool, num_classes: int
         if "cannot be copied" in failure.problem:
             raise
         _diagnose_cifar(model, depth, residual, num_classes, input_shape, seed, what)
-        if failure.hint and CIFAR_HINT not in failure.hint:
-            failure.hint = f"{failure.hint} {CIFAR_HINT}"
-            failure.args = (failure.message,)
+        if failure.hint:
+            failure.add_hint(CIFAR_HINT)
         raise
 
 

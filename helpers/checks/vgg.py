@@ -129,8 +129,7 @@ def _refuse_torchvision_model(model: nn.Module, what: str) -> None:
 def _add_hint(failure: CheckFailed, summary: str) -> None:
     """Append the architecture summary to a failure whose layers did not line up."""
     if TRANSPLANT_PROBLEM in failure.problem:
-        failure.hint = f"{failure.hint} {summary}" if failure.hint else summary
-        failure.args = (failure.message,)   # str(failure) shows the longer hint
+        failure.add_hint(summary)
 
 
 BLOCK_HINT = ("A VGG block is num_convs times [Conv2d(kernel_size=3, padding=1), ReLU] followed by "
