@@ -134,6 +134,7 @@ def main(argv: list[str]) -> int:
     from nbgrader.coursedir import CourseDirectory
 
     from . import CONFIG_FILE, COURSE_ID, SOURCE_DIRNAME, course_root
+    from .assemble import SKIP_TAG
     from .sandbox import KERNEL_NAME
 
     cfg = PyFileConfigLoader(CONFIG_FILE.name, path=str(CONFIG_FILE.parent)).load_config()
@@ -157,6 +158,7 @@ def main(argv: list[str]) -> int:
         print(f"[course] running cell {gid or f'#{cell_index}'}", flush=True)
 
     cfg.Execute.on_cell_execute = announce
+    cfg.Execute.skip_cells_with_tag = SKIP_TAG   # the demonstrations (see assemble.skip_demonstrations)
 
     logging.basicConfig(stream=sys.stdout, level=logging.INFO, format="[%(name)s | %(levelname)s] %(message)s")
     log = logging.getLogger("autograder")

@@ -14,6 +14,12 @@ submission. So:
 
 Each such event is reported as a :class:`Finding`; the ones that can only be
 deliberate (test cell edited or deleted, metadata changed) flag the row.
+
+Grading runs what decides the score and nothing else: the setup and imports
+cells (the first two code cells), the answer cells and the test cells. Every
+other code cell (demonstrations, training runs) is kept, with its source, and
+tagged ``skip-execution`` (:func:`skip_demonstrations`), so it is not run; the
+feedback says so.
 """
 from __future__ import annotations
 
@@ -42,6 +48,12 @@ class Assembly:
 
 class DuplicateGradeId(ValueError):
     pass
+
+
+#: nbclient's tag for a cell it does not execute (``NotebookClient.skip_cells_with_tag``).
+SKIP_TAG = "skip-execution"
+#: The setup cell and the imports cell, which every notebook starts with (AUTHORING.md §1).
+SETUP_CELLS = 2
 
 
 def _nbgrader(cell) -> dict:
@@ -122,8 +134,27 @@ def assemble(submitted: nbformat.NotebookNode, release: nbformat.NotebookNode) -
     if spec and spec != release.get("metadata", {}).get("kernelspec", {}).get("name"):
         result.findings.append(Finding(f"the notebook's kernel was changed to {spec!r}: "
                                        "graded with the course's kernel"))
+    skip_demonstrations(result.notebook)
     return result
 
 
 def _tags(cell) -> set[str]:
     return set(cell.get("metadata", {}).get("tags", []) or [])
+
+
+def skip_demonstrations(notebook: nbformat.NotebookNode) -> int:
+    """Tag every code cell that decides no score ``skip-execution``; return how many.
+
+    Kept running: the first :data:`SETUP_CELLS` code cells and every cell with
+    nbgrader metadata (answers, tests, locked cells).
+    """
+    skipped = 0
+    code_cells = [c for c in notebook.cells if c.get("cell_type") == "code"]
+    for cell in code_cells[SETUP_CELLS:]:
+        if _nbgrader(cell):
+            continue
+        tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+        if SKIP_TAG not in tags:
+            tags.append(SKIP_TAG)
+        skipped += 1
+    return skipped

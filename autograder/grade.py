@@ -42,10 +42,10 @@ from . import CONFIG_FILE, COURSE_ID, SOURCE_DIRNAME, course_root, list_assignme
 from . import samples as samples_mod
 from . import sandbox
 from .report import try_write_report
-from .rows import Row, _num, format_table, sample_ok, write_csv
+from .rows import Row, format_table, plain_number, sample_ok, write_csv
 from .runner import autograde_one
 from .scores import cell_kinds, read_scores, scores_file
-from .submissions import _is_inside, collect, copy_submission, precheck, prepare
+from .submissions import collect, is_inside, copy_submission, precheck, prepare
 
 DEFAULT_TIMEOUT = 1800  # seconds for one student's whole autograde of one assignment
 
@@ -127,14 +127,14 @@ def grade(
     log=print,
     use_sandbox: bool = True,
 ) -> tuple[list[Row], Path]:
-    """Grade ``submissions`` (default: the samples). Returns the rows and the CSV path."""
+    """Grade ``submissions`` (default: the samples). Returns the rows and the CSV path.
+
+    The phases, in order: find the rows to grade, copy each submission into the
+    work dir and assemble what is graded, prepare the sandbox and the kernels'
+    environment, autograde in parallel, read the scores, write the CSV and report.
+    """
     root = Path(root or course_root())
-    known = list_assignments(root)
-    if not known:
-        raise GradingError(f"no assignments under {root / SOURCE_DIRNAME}")
-    for a in assignments or []:
-        if a not in known:
-            raise GradingError(f"unknown assignment {a!r}; known: {', '.join(known)}")
+    known = check_assignments(assignments, root)
     is_samples = submissions is None
     default_wd = root / "build" / "grading" / ("samples" if is_samples else "class")
     workdir = Path(workdir or default_wd).resolve()
@@ -142,47 +142,88 @@ def grade(
     write_workdir_config(workdir, root)
 
     if is_samples:
-        targets = list(assignments or known)
-        register_assignments(targets, workdir, root)
-        incoming = workdir / "incoming-samples"
-        shutil.rmtree(incoming, ignore_errors=True)
-        expected: dict[tuple[str, str], float | None] = {}
-        for a in targets:
-            # The release nbgrader just generated from solutions/ (what `make release`
-            # ships; tests/test_release.py checks the committed notebooks/ equal it).
-            for s, e in samples_mod.build_samples(a, incoming, root, workdir / "release").items():
-                expected[(s, a)] = e
-        rows, graded = collect(incoming, targets, known, log)
-        rows = [r for r in rows if r.status != "missing"]  # sample faults exist per assignment
+        incoming, rows, graded, expected = sample_rows(assignments or known, known, workdir, root, log)
     else:
-        incoming = Path(submissions).resolve()
-        if not incoming.is_dir():
-            raise GradingError(f"--submissions {incoming}: not a directory")
-        rows, graded = collect(incoming, assignments, known, log)
-        if not rows:
-            raise GradingError(f"no <student>/<assignment>/ folders for {', '.join(assignments or known)} "
-                               f"under {incoming}")
-        register_assignments(graded, workdir, root)
+        incoming, rows, graded = class_rows(submissions, assignments, known, workdir, root, log)
+        expected = {}
+    copy_into_workdir(rows, incoming, workdir, root, expected if is_samples else None)
+    todo = [r for r in rows if r.status == "pending"]
+    sandboxed = prepare_sandbox(rows, workdir, use_sandbox, log)
+    register_students(sorted({r.student for r in todo}), workdir)
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    env_extra = kernel_environment(workdir, jobs, len(todo), sandboxed, device)
 
-    # Copy each submission into the work dir (the originals are never touched).
+    log(f"grading {len(todo)} submission(s) of {', '.join(graded)} in {workdir} with {jobs} job(s)")
+    run_jobs(todo, jobs, progress, lambda r: autograde_one(r, workdir, root, env_extra, timeout, sandboxed))
+    read_scores(rows, workdir, root)
+    finish_rows(rows, root)
+    return rows, write_outputs(rows, workdir, root, log)
+
+
+def check_assignments(assignments: list[str] | None, root: Path) -> list[str]:
+    """The course's assignments; a :class:`GradingError` for none, or for an unknown one asked for."""
+    known = list_assignments(root)
+    if not known:
+        raise GradingError(f"no assignments under {root / SOURCE_DIRNAME}")
+    for a in assignments or []:
+        if a not in known:
+            raise GradingError(f"unknown assignment {a!r}; known: {', '.join(known)}")
+    return known
+
+
+def sample_rows(targets: list[str], known: list[str], workdir: Path, root: Path, log):
+    """The bundled samples of ``targets``, built from the release nbgrader just generated
+    (what ``make release`` ships; tests/test_release.py checks notebooks/ equals it)."""
+    targets = list(targets)
+    register_assignments(targets, workdir, root)
+    incoming = workdir / "incoming-samples"
+    shutil.rmtree(incoming, ignore_errors=True)
+    expected: dict[tuple[str, str], float | None] = {}
+    for a in targets:
+        for s, e in samples_mod.build_samples(a, incoming, root, workdir / "release").items():
+            expected[(s, a)] = e
+    rows, graded = collect(incoming, targets, known, log)
+    rows = [r for r in rows if r.status != "missing"]  # sample faults exist per assignment
+    return incoming, rows, graded, expected
+
+
+def class_rows(submissions: Path, assignments: list[str] | None, known: list[str], workdir: Path,
+               root: Path, log):
+    """The rows of a class's ``submitted`` folder; its assignments registered in the gradebook."""
+    incoming = Path(submissions).resolve()
+    if not incoming.is_dir():
+        raise GradingError(f"--submissions {incoming}: not a directory")
+    rows, graded = collect(incoming, assignments, known, log)
+    if not rows:
+        raise GradingError(f"no <student>/<assignment>/ folders for {', '.join(assignments or known)} "
+                           f"under {incoming}")
+    register_assignments(graded, workdir, root)
+    return incoming, rows, graded
+
+
+def copy_into_workdir(rows: list[Row], incoming: Path, workdir: Path, root: Path,
+                      expected: dict | None) -> None:
+    """Copy each submission into ``<workdir>/submitted/`` (the originals are never touched),
+    clear what an earlier run left for it, and assemble the notebook that is graded."""
     submitted = workdir / "submitted"
     for r in rows:
-        dst = submitted / r.student / r.assignment
-        for stale in (workdir / "autograded" / r.student / r.assignment, workdir / "feedback" / r.student / r.assignment):
+        for stale in (workdir / "autograded" / r.student / r.assignment,
+                      workdir / "feedback" / r.student / r.assignment):
             shutil.rmtree(stale, ignore_errors=True)
         scores_file(workdir, r.student, r.assignment).unlink(missing_ok=True)
         if r.status == "missing":
             continue
-        src = incoming / r.student / r.assignment
-        if not _is_inside(src, submitted):
+        src, dst = incoming / r.student / r.assignment, submitted / r.student / r.assignment
+        if not is_inside(src, submitted):
             copy_submission(src, dst, r)
         if precheck(r, dst, root).status == "pending":
             prepare(r, dst, workdir / "release" / r.assignment, workdir / "originals" / r.student / r.assignment, root)
-        if is_samples:
-            e = expected.get((r.student, r.assignment), "")
-            r.expected = e
-    todo = [r for r in rows if r.status == "pending"]
+        if expected is not None:
+            r.expected = expected.get((r.student, r.assignment), "")
 
+
+def prepare_sandbox(rows: list[Row], workdir: Path, use_sandbox: bool, log) -> bool:
+    """Whether the kernels run in the sandbox; each row's notes (read by the worker) written."""
     sandboxed, why_not = sandbox.available() if use_sandbox else (False, "switched off (--no-sandbox)")
     if sandboxed:
         sandbox.kernelspec(workdir / "jupyter" / "kernels")
@@ -193,30 +234,31 @@ def grade(
         notes = workdir / "notes" / r.student / f"{r.assignment}.json"
         notes.parent.mkdir(parents=True, exist_ok=True)
         notes.write_text(json.dumps({"flags": r.flags, "notes": r.notes, "sandboxed": r.sandboxed}))
-    register_students(sorted({r.student for r in todo}), workdir)
+    return sandboxed
 
-    ncpu = os.cpu_count() or 1
-    jobs = max(1, jobs or ncpu)
+
+def kernel_environment(workdir: Path, jobs: int, n_todo: int, sandboxed: bool, device: str | None) -> dict:
+    """What the grading kernels' environment adds: the work dir, the hidden seed, threads, device."""
     env_extra = {"COURSE_GRADING_DIR": str(workdir), "COURSE_GRADING_SEED": grading_seed(workdir)}
     if sandboxed:
         env_extra["JUPYTER_PATH"] = str(workdir / "jupyter")
     if "OMP_NUM_THREADS" not in os.environ:  # N kernels side by side must not oversubscribe the CPUs
-        env_extra["OMP_NUM_THREADS"] = str(max(1, ncpu // min(jobs, max(1, len(todo)))))
+        ncpu = os.cpu_count() or 1
+        env_extra["OMP_NUM_THREADS"] = str(max(1, ncpu // min(jobs, max(1, n_todo))))
     if device:
         env_extra["COURSE_DEVICE"] = device
+    return env_extra
 
-    log(f"grading {len(todo)} submission(s) of {', '.join(graded)} in {workdir} with {jobs} job(s)")
+
+def run_jobs(todo: list[Row], jobs: int, progress: bool, grade_one) -> None:
+    """``grade_one(row)`` for every row, ``jobs`` at a time; a crash becomes the row's error."""
     bar = None
     if progress and todo:
-        try:
-            from tqdm import tqdm
+        from tqdm import tqdm
 
-            bar = tqdm(total=len(todo), unit="submission", file=sys.stderr)
-        except ImportError:  # pragma: no cover - tqdm is a dependency
-            bar = None
+        bar = tqdm(total=len(todo), unit="submission", file=sys.stderr)
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(autograde_one, r, workdir, root, env_extra, timeout, sandboxed): r
-                   for r in todo}
+        futures = {pool.submit(grade_one, r): r for r in todo}
         for fut in as_completed(futures):
             r = futures[fut]
             try:
@@ -229,7 +271,10 @@ def grade(
     if bar is not None:
         bar.close()
 
-    read_scores(rows, workdir, root)
+
+def finish_rows(rows: list[Row], root: Path) -> None:
+    """Final statuses: never an unread score, maxima known for errors, flags, the time graded."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for r in rows:
         if r.status == "autograded":  # should not happen; never report it as a score
             r.fail("autograded but no scores read")
@@ -238,20 +283,23 @@ def grade(
             k = [v for nb in cell_kinds(r.assignment, root).values() for v in nb.values()]
             r.auto_max = sum(p for kind, p in k if kind == "auto")
             r.manual_max = sum(p for kind, p in k if kind == "manual")
-
         if r.expected == float("inf"):  # the reference sample: full marks
             r.expected = r.auto_max
-
         if r.status == "graded" and r.flags:
             r.status = "flagged"
-
+        if r.status != "missing":
+            r.graded_at = now
     rows.sort(key=lambda r: (r.assignment, r.student))
+
+
+def write_outputs(rows: list[Row], workdir: Path, root: Path, log) -> Path:
+    """``grades.csv`` (this run's rows merged into the class's) and ``report.html``."""
     csv_path = workdir / "grades.csv"
     write_csv(rows, csv_path)
     _, problem = try_write_report(workdir, root)
     if problem:
         log(f"warning: {problem}")
-    return rows, csv_path
+    return csv_path
 
 
 def grading_seed(workdir: Path) -> str:
@@ -331,8 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     if samples:
         bad = [r for r in rows if not sample_ok(r)]
         for r in bad:
-            print(f"UNEXPECTED: sample {r.student}/{r.assignment}: {r.status} {_num(r.auto_score)} "
-                  f"(expected {'error' if r.expected is None else _num(r.expected)}) {r.error}")
+            print(f"UNEXPECTED: sample {r.student}/{r.assignment}: {r.status} {plain_number(r.auto_score)} "
+                  f"(expected {'error' if r.expected is None else plain_number(r.expected)}) {r.error}")
         if not bad:
             print("all samples graded as expected (the 'malformed' error row is intended)")
         return 1 if bad else 0

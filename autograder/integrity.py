@@ -67,6 +67,22 @@ def _matches(name: str, rule: str) -> bool:
                                                            and name.startswith(rule))
 
 
+def own_attribute(call: ast.Call, local: set[str], aliases: dict[str, str]) -> bool:
+    """``setattr(self, f"layer{i}", ...)`` and the like: the usual way to name layers in a loop.
+
+    A ``setattr``/``delattr`` on ``self``, ``cls`` or an object the cell created
+    itself is no more than ``self.layer1 = ...``; on anything else (a module, a
+    class the cell imported) it is a hit.
+    """
+    if call.func.id not in ("setattr", "delattr") or not call.args:
+        return False
+    owner = dotted(call.args[0])
+    if owner is None:
+        return False
+    head = owner.split(".")[0]
+    return head in ("self", "cls") or (head in local and head not in aliases)
+
+
 def scan(source: str, forbidden: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Reasons to flag ``source`` (sorted, without repeats); [] for an honest cell."""
     try:
@@ -134,7 +150,8 @@ def scan(source: str, forbidden: list[str] | tuple[str, ...] = ()) -> list[str]:
                         reasons.add(f"changes an attribute of `{owner}`, which the cell did not "
                                     f"create: `{dotted(target)}`")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) \
-                and node.func.id in ("setattr", "delattr", "eval", "exec", "compile", "globals", "vars"):
+                and node.func.id in ("setattr", "delattr", "eval", "exec", "compile", "globals", "vars") \
+                and not own_attribute(node, local, aliases):
             reasons.add(f"calls {node.func.id}()")
         if isinstance(node, ast.Call) and dotted(node.func) in ("open", "io.open", "pathlib.Path", "Path") \
                 and node.args and isinstance(node.args[0], ast.Constant) \

@@ -66,8 +66,13 @@ c.Execute.extra_arguments = [
 # nbgrader's feedback shows the autograded notebook, hidden tests included,
 # unless ClearHiddenTests runs; it must run after GetGrades (which needs the
 # cells' nbgrader metadata).
+# autograder.feedback.PendingGrades is GetGrades that shows an unmarked written answer as
+# "pending" (not 0) and leaves it out of the total, with the course's feedback template.
 c.GenerateFeedback.preprocessors = [
-    "nbgrader.preprocessors.GetGrades",
+    "autograder.feedback.PendingGrades",
     "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
     "nbgrader.preprocessors.ClearHiddenTests",
 ]
+
+c.HTMLExporter.template_name = "course_feedback"
+c.HTMLExporter.extra_template_basedirs = [str(Path(__file__).resolve().parent / "templates")]

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 
 from . import source_notebooks
-from .rows import Row, _num
+from .rows import Row, plain_number
 
 
 def cell_kinds(assignment: str, root: Path) -> dict[str, dict[str, tuple[str, float]]]:
@@ -102,8 +102,8 @@ def _read_row(grades: list[dict], row: Row, kinds: dict, workdir: Path) -> None:
     if missing_tests:
         row.fail(f"test cell(s) {', '.join(missing_tests)} not run: missing from the submitted "
                  "notebook (deleted, or copied into a new notebook?); partial autograded score "
-                 f"{_num(auto)}/{_num(auto_max)}")
+                 f"{plain_number(auto)}/{plain_number(auto_max)}")
     elif timed_out:
-        row.fail(f"{'; '.join(timed_out)} (partial autograded score {_num(auto)}/{_num(auto_max)})")
+        row.fail(f"{'; '.join(timed_out)} (partial autograded score {plain_number(auto)}/{plain_number(auto_max)})")
     else:
         row.status = "graded"

@@ -13,7 +13,7 @@ from .integrity import scan_cells
 from .rows import Row
 
 
-def _is_inside(path: Path, parent: Path) -> bool:
+def is_inside(path: Path, parent: Path) -> bool:
     try:
         path.resolve().relative_to(parent.resolve())
         return True

@@ -21,7 +21,7 @@ import pytest
 
 from autograder import COURSE_ROOT, list_assignments, source_notebooks
 from autograder import samples
-from helpers.demos import BROKEN, SKIPPED
+from autograder.assemble import SKIP_TAG
 
 FIXTURE_COURSE = Path(__file__).parent / "fixtures" / "course"
 #: COURSE_TEST_ONLY=05_efficientnet (comma-separated) grades and tests only those notebooks,
@@ -105,15 +105,22 @@ def _outputs(cell, kind):
 
 @pytest.mark.parametrize("assignment", ASSIGNMENTS)
 def test_reference_notebook_runs_clean(course_run, assignment):
-    """The reference solution as graded (tiny budget, CPU): no cell raises or writes to stderr,
-    every check cell passes, and no demo is skipped. The graded copy is read rather than
-    executing the source notebook a second time."""
+    """The reference solution as graded (tiny budget, CPU): the setup, answer and test cells
+    run, none raises or writes to stderr, every check cell passes; the demonstrations (tagged
+    by assemble.skip_demonstrations) are not run at all. ``test_notebooks.py`` runs the
+    solutions in full, demonstrations included."""
     _, workdir = course_run
     for src in source_notebooks(assignment, COURSE_ROOT):
         graded = workdir / "autograded" / samples.REFERENCE / assignment / src.name
         nb = nbformat.read(graded, as_version=4)
+        skipped = 0
         for index, cell in enumerate(nb.cells):
             if cell.cell_type != "code":
+                continue
+            if SKIP_TAG in cell.metadata.get("tags", []):
+                assert not cell.get("execution_count"), f"{src.name} cell {index} is a demonstration, yet it ran"
+                assert not cell.metadata.get("nbgrader"), f"{src.name} cell {index} is graded, yet it was skipped"
+                skipped += 1
                 continue
             assert cell.get("execution_count"), f"{src.name} cell {index} did not run"
             errors = [f"{o.ename}: {o.evalue}" for o in _outputs(cell, "error")]
@@ -123,9 +130,7 @@ def test_reference_notebook_runs_clean(course_run, assignment):
             printed = "".join(o.text for o in _outputs(cell, "stream") if o.name == "stdout")
             if cell.metadata.get("nbgrader", {}).get("grade"):
                 assert printed.startswith("✓"), f"{src.name} check cell {index} did not pass: {printed!r}"
-            # A demo wrapped in needs_your_code / your_code_or must run in full on the solution.
-            for mark in (SKIPPED, BROKEN):
-                assert mark not in printed, f"{src.name} cell {index} skipped its demo: {printed!r}"
+        assert skipped, f"{src.name}: no demonstration was skipped at grading"
 
 
 # The exact (status, autograded score, autograded max) of every sample, per assignment.
@@ -288,6 +293,31 @@ def test_fixture_feedback_and_tracebacks(fixture_class):
     assert "Traceback" not in fb and "----> " not in fb  # ...as a minimal traceback
 
 
+def test_grading_skips_the_demonstrations(fixture_class):
+    """Only setup, answers and tests run at grading; a demo keeps its source, unrun, and the
+    feedback says demonstrations are not re-run."""
+    _, workdir, *_ = fixture_class
+    nb = nbformat.read(workdir / "autograded" / "reference" / "00_fixture" / "00_fixture.ipynb", as_version=4)
+    demo = next(c for c in nb.cells if "FIXTURE_DEMO_RAN" in c.source)
+    assert not demo.get("outputs") and not demo.get("execution_count")
+    ran = [c for c in nb.cells if c.cell_type == "code" and c is not demo]
+    assert all(c.get("execution_count") for c in ran)
+    fb = visible_text(workdir / "feedback" / "reference" / "00_fixture" / "00_fixture.html")
+    assert "demonstrations and training runs were not re-run" in fb
+
+
+def test_feedback_shows_unmarked_written_answers_as_pending(fixture_class):
+    """An answered, unmarked written answer reads "pending", not 0, and is not in the total."""
+    _, workdir, *_ = fixture_class
+    fb = visible_text(workdir / "feedback" / "reference" / "00_fixture" / "00_fixture.html")
+    assert "Score: pending (1 point, marked by hand)" in fb
+    assert "(Score: 4.0 / 4.0, and 1 point pending: written answers marked by hand)" in " ".join(fb.split())
+    assert "Score: 0.0 / 1.0" not in fb
+    # An untouched written answer is not pending: it is marked 0 by nbgrader.
+    untouched = visible_text(workdir / "feedback" / "untouched" / "00_fixture" / "00_fixture.html")
+    assert "pending" not in untouched and "Score: 0.0 / 1.0" in untouched
+
+
 def test_regrading_keeps_manual_grades(fixture_class, tmp_path):
     """Re-running on the same work dir keeps the gradebook and its manual grades."""
     _, workdir, subs, root, *_ = fixture_class
@@ -304,6 +334,8 @@ def test_regrading_keeps_manual_grades(fixture_class, tmp_path):
     r = subprocess.run([sys.executable, "-c", set_grade, f"sqlite:///{workdir / 'gradebook.db'}"],
                        capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
+    before = read_csv(workdir / "grades.csv")
+    before_ref_time = before[("reference", "00_fixture")]["graded_at"]
     only_ref = tmp_path / "subs"
     import shutil
 
@@ -315,6 +347,19 @@ def test_regrading_keeps_manual_grades(fixture_class, tmp_path):
     assert (row["status"], row["auto_score"], row["manual_max"]) == ("graded", "4", "1")
     # nbgrader keeps the manual score and flags it for review after a regrade.
     assert row["manual_pending"] == "1"
+    # grades.csv and the report still cover the whole class: the other rows are kept as they were.
+    rows = read_csv(workdir / "grades.csv")
+    assert rows[("wrong_add", "00_fixture")] == before[("wrong_add", "00_fixture")]
+    assert set(rows) >= set(before) and rows[("reference", "00_fixture")]["graded_at"] >= before_ref_time
+    assert all(r["graded_at"] for r in rows.values() if r["status"] != "missing")
+    report = visible_text(workdir / "report.html")
+    # The report counts the whole class (7 submissions, not the 1 re-graded) and still lists the others' problems.
+    raw = (workdir / "report.html").read_text(encoding="utf-8")
+    assert re.search(r"<td>00_fixture</td>(<td class=n>\d+</td>){4}<td class=n>7</td>", raw), raw
+    assert "crasher" in report and "wrong_name" in report
+    # The feedback of a marked answer shows its mark, not "pending".
+    fb = visible_text(workdir / "feedback" / "reference" / "00_fixture" / "00_fixture.html")
+    assert "Score: 1.0 / 1.0" in fb and "Score: pending" not in fb
 
 
 def test_timeout_is_an_error(fixture_class, tmp_path):

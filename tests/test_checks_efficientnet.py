@@ -123,6 +123,12 @@ def test_checks_refuse_torchvision_and_course_code(solution):
         def forward(self, x):
             return self.se(x)
     assert_words(message_of(check_squeeze_excitation, Borrowed), ["torchvision's SqueezeExcitation"])
+
+    class Inherited(TorchvisionSE):
+        def __init__(self, channels, squeezed_channels):
+            super().__init__(channels, squeezed_channels, activation=nn.SiLU)
+    assert_words(message_of(check_squeeze_excitation, Inherited),
+                 ["Inherited, a subclass of torchvision's SqueezeExcitation"])
     from helpers.checks.efficientnet_mbconv import trusted_se_class
     assert_words(message_of(check_squeeze_excitation, trusted_se_class()), ["course's module"])
 
@@ -352,6 +358,17 @@ def test_mbconv_stochastic_depth_with_the_survival_probability():
 def test_mbconv_stochastic_depth_never_applied():
     message = mb_message(("if self.training and p > 0:", "if False:"))
     assert_words(message, ["stochastic depth is not applied in training mode"])
+
+
+@pytest.mark.parametrize("call", [
+    "__import__('torchvision').ops.stochastic_depth(out, p, 'row', self.training)",
+    "__import__('torchvision').ops.StochasticDepth(p, 'row').train(self.training)(out)",
+])
+def test_mbconv_stochastic_depth_from_torchvision_is_refused(call):
+    """torchvision's module and its functional form get the same message, however they are reached."""
+    message = mb_message(("""            keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device) >= p
+            out = out * keep.to(out.dtype) / (1 - p)""", f"            out = {call}"))
+    assert_words(message, ["torchvision.ops.", "asks you not to use", "Write stochastic depth yourself"])
 
 
 def test_mbconv_stochastic_depth_on_a_block_without_residual():

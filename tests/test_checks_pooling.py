@@ -270,6 +270,37 @@ def gap_function(x):
     return x.mean(dim=(2, 3))
 
 
+class LibraryGAP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        return self.pool(x).flatten(1)
+
+
+class AliasedFunctionalGAP(nn.Module):
+    def forward(self, x):
+        from torch.nn.functional import adaptive_avg_pool2d as pool
+        return pool(x, 1)[:, :, 0, 0]
+
+
+class SumOverAreaGAP(nn.Module):
+    def forward(self, x):
+        return x.sum(dim=(-1, -2)) / (x.shape[-1] * x.shape[-2])
+
+
+class AvgPoolWholeMapGAP(nn.Module):
+    def forward(self, x):
+        return torch.flatten(torch.nn.functional.avg_pool2d(x, tuple(x.shape[2:])), 1)
+
+
+@pytest.mark.parametrize("answer", [SumOverAreaGAP, AvgPoolWholeMapGAP])
+def test_gap_check_passes_other_styles(answer, capsys):
+    check_global_average_pooling(answer)
+    assert capsys.readouterr().out.startswith("✓ GlobalAveragePooling: passed")
+
+
 def test_gap_check_passes_right_module(capsys):
     check_global_average_pooling(RightGAP)
     out, err = capsys.readouterr()
@@ -283,6 +314,8 @@ def test_gap_check_passes_right_module(capsys):
     (DetachedGAP, ["no gradient"]),
     (UnattemptedGAP, ["not attempted yet"]),
     (gap_function, ["raised TypeError"]),
+    (LibraryGAP, ["calls nn.AdaptiveAvgPool2d", "asks you not to use"]),
+    (AliasedFunctionalGAP, ["calls F.adaptive_avg_pool2d"]),
 ])
 def test_gap_check_fails_wrong_modules(answer, words):
     message = message_of(check_global_average_pooling, answer)

@@ -144,13 +144,23 @@ def returns_zero(*args, **kwargs):
 
 
 def raises_assertion(*args, **kwargs):
-    size = compute_output_size(*args, **kwargs) if args[0] > 2 else 0
+    try:
+        size = compute_output_size(*args, **kwargs)
+    except ValueError:
+        size = 0
     assert size > 0, "no output"
     return size
 
 
 def chapter_formula(input_size, kernel_size, stride=1, padding=0, dilation=1, ceil_mode=False):
     return (input_size - kernel_size + 2 * padding) // stride + 1
+
+
+def kernel_must_fit(input_size, kernel_size, stride=1, padding=0, dilation=1, ceil_mode=False):
+    """Raises whenever the effective kernel is longer than the padded input, even with ceil_mode."""
+    if dilation * (kernel_size - 1) + 1 > input_size + 2 * padding:
+        raise ValueError("the kernel does not fit")
+    return compute_output_size(input_size, kernel_size, stride, padding, dilation, ceil_mode)
 
 
 def not_attempted(*args, **kwargs):
@@ -168,6 +178,8 @@ def not_attempted(*args, **kwargs):
     (returns_zero, ["leaves no output", "returned a size", "got:      0"]),
     (raises_assertion, ["raised AssertionError", "expected: ValueError"]),
     (chapter_formula, ["dilation=2"]),
+    (kernel_must_fit, ["input_size=2, kernel_size=3, stride=2", "ceil_mode=True", "raised ValueError",
+                         "which has an output", "expected: 1", "less than one stride"]),
     (not_attempted, ["not attempted yet"]),
 ])
 def test_output_size_check_fails_wrong_answers(answer, words):

@@ -1,14 +1,18 @@
 """Every untouched student notebook runs top to bottom (Run All), its checks saying "not
-attempted yet" without stopping the run.
+attempted yet" without stopping the run; every solution notebook runs top to bottom with
+every check passing and every demonstration running in full.
 
-The solutions run top to bottom too: ``test_autograde.py::test_reference_notebook_runs_clean``
-reads the graded reference submission, so that each notebook is executed once per session."""
+Grading skips the demonstrations (``autograder.assemble.skip_demonstrations``), so the
+solutions' demonstrations run here, once per session: each notebook (student and solution)
+is executed once."""
 import os
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+
+from helpers.demos import BROKEN, SKIPPED
 
 from autograder import course_root, list_assignments
 
@@ -66,3 +70,25 @@ def test_untouched_student_notebook_runs_all(assignment, monkeypatch):
         assert text.startswith("✗") and "not attempted yet" in text, (
             f"check cell {cell.metadata.nbgrader.grade_id} printed {text!r}")
         assert "✓" not in text
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS)
+def test_solution_notebook_runs_clean(assignment, monkeypatch):
+    """The solution, as a student who solved every exercise runs it (tiny budget, CPU):
+    every cell runs, none raises or writes to stderr, every check passes and no demo is
+    skipped or stopped."""
+    path = ROOT / "solutions" / assignment / f"{assignment}.ipynb"
+    nb = execute(path, monkeypatch)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        assert cell.get("execution_count"), f"cell {index} did not run"
+        errors = [f"{o.ename}: {o.evalue}" for o in outputs(cell, "error")]
+        assert not errors, f"cell {index} raised {errors}:\n{cell.source}"
+        stderr = [o.text for o in outputs(cell, "stream") if o.name == "stderr"]
+        assert not stderr, f"cell {index} wrote to stderr: {stderr}"
+        text = printed(cell)
+        if cell.metadata.get("nbgrader", {}).get("grade"):
+            assert text.startswith("✓"), f"check cell {index} did not pass: {text!r}"
+        for mark in (SKIPPED, BROKEN):
+            assert mark not in text, f"cell {index} skipped or stopped its demo: {text!r}"

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import library
 from .core import CheckFailed, passed, student_check
 from .models import (TRANSPLANT_PROBLEM, build_student_model, frees_models, matches_torchvision, on_meta,
                      one_thread)
@@ -44,24 +45,10 @@ OWN_LAYERS_HINT = ("Build it yourself from torch.nn layers (nn.Conv2d, nn.BatchN
 
 # ------------------------------------------------------------------ shared helpers
 def refuse_torchvision(model: nn.Module, what: str, trusted: tuple[type, ...] = ()) -> None:
-    """Fail when ``model`` is or contains a module class from torchvision (other than the check's own).
-
-    A module of a ``trusted`` class is accepted with everything inside it: the checks
-    put torchvision's blocks behind the exercise's constructor in place of the student's.
-    """
-    def walk(module: nn.Module, name: str) -> None:
-        if trusted and isinstance(module, trusted):
-            return
-        cls = type(module)
-        if cls.__module__.split(".")[0] == "torchvision":
-            where = f"your model's `{name}` is" if name else "your model is"
-            raise CheckFailed(what, f"{where} torchvision's {cls.__name__}, so the check would compare "
-                                    "torchvision with itself.",
-                              expected="layers built from torch.nn (nn.Conv2d, nn.BatchNorm2d, nn.SiLU, ...)",
-                              got=f"{cls.__module__}.{cls.__qualname__}", hint=OWN_LAYERS_HINT)
-        for child_name, child in module.named_children():
-            walk(child, f"{name}.{child_name}" if name else child_name)
-    walk(model, "")
+    """Fail when ``model`` is or contains a torchvision module class or a subclass of one (other than
+    the check's own ``trusted`` stand-ins): :func:`helpers.checks.library.refuse_torchvision`."""
+    library.refuse_torchvision(model, what, hint=OWN_LAYERS_HINT, trusted=trusted,
+                               expected="layers built from torch.nn (nn.Conv2d, nn.BatchNorm2d, nn.SiLU, ...)")
 
 
 def build(cls: Any, args: tuple, what: str, name: str, *, trusted: tuple[type, ...] = (),

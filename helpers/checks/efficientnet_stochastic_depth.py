@@ -16,10 +16,19 @@ import torch
 
 from helpers.transplant import TransplantError, share_weights_by_order
 
+from .calls import calls_made, refuse_calls
 from .core import CheckFailed, call_student
 from .efficientnet_blocks import close, comparison_input
 from .efficientnet_mbconv import MBCONV_HINT, _block_args, _build_block, _mbconv_reference
 from .models import TRANSPLANT_PROBLEM, frees_models, on_meta, one_thread, random_weights_
+
+def torchvision_stochastic_depth() -> dict:
+    """torchvision's stochastic depth, as a module and as a function: neither is an answer."""
+    from .library import torchvision_ops
+    ops = torchvision_ops()
+    return {"torchvision.ops.stochastic_depth": ops.stochastic_depth,
+            "torchvision.ops.StochasticDepth": ops.StochasticDepth.forward}
+
 
 #: How many samples the training-mode check draws, and the drop probability it uses.
 SD_BATCH, SD_PROB = 96, 0.25
@@ -50,7 +59,11 @@ def compare_stochastic_depth(cls: type, in_channels: int, out_channels: int, exp
         branch = reference.block(x)                      # F(x) with the batch's BatchNorm statistics
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
-            out = call_student(block, x, what="MBConvBlock")
+            out, seen = calls_made(call_student, block, x, what="MBConvBlock")
+    refuse_calls(seen, torchvision_stochastic_depth(), what,
+                 hint="Write stochastic depth yourself: draw one keep/drop value per sample with torch "
+                      "(e.g. torch.rand or torch.bernoulli), as torchvision's StochasticDepth(p, mode=\"row\") "
+                      "does; torchvision's module and its functional form are what the check compares with.")
     if not isinstance(out, torch.Tensor) or out.shape != branch.shape:
         raise CheckFailed(what, "the output has the wrong shape in training mode.", expected=tuple(branch.shape),
                           got=tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__,

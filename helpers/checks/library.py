@@ -25,6 +25,11 @@ def torchvision_models(name: str | None = None) -> ModuleType:
     return importlib.import_module("torchvision.models" + (f".{name}" if name else ""))
 
 
+def torchvision_ops() -> ModuleType:
+    """``torchvision.ops``, imported on first use."""
+    return importlib.import_module("torchvision.ops")
+
+
 def own_layers_hint(layers: str, extra: str = "") -> str:
     """"Build the layers yourself from <layers>; torchvision is only what the check compares ..."."""
     return (f"Build the layers yourself from {layers}{extra}; torchvision is only what the check compares "
@@ -33,6 +38,11 @@ def own_layers_hint(layers: str, extra: str = "") -> str:
 
 def is_torchvision_class(cls: type) -> bool:
     return (cls.__module__ or "").split(".")[0] == "torchvision"
+
+
+def torchvision_base(cls: type) -> type | None:
+    """The first torchvision class among ``cls`` and its bases (a subclass borrows its parent's code)."""
+    return next((c for c in cls.__mro__ if is_torchvision_class(c)), None)
 
 
 def refuse_torchvision(model: nn.Module, what: str, *, hint: str, trusted: tuple[type, ...] = (),
@@ -47,7 +57,7 @@ def refuse_torchvision(model: nn.Module, what: str, *, hint: str, trusted: tuple
     """
     def refused(module: nn.Module) -> bool:
         if classes is None:
-            return is_torchvision_class(type(module))
+            return torchvision_base(type(module)) is not None
         return isinstance(module, classes)
 
     def walk(module: nn.Module, name: str) -> None:
@@ -56,8 +66,9 @@ def refuse_torchvision(model: nn.Module, what: str, *, hint: str, trusted: tuple
         if refused(module):
             cls = type(module)
             label = cls.__name__
-            if classes is not None and not is_torchvision_class(cls):
-                base = next(c for c in classes if isinstance(module, c))
+            if not is_torchvision_class(cls):
+                base = (next(c for c in classes if isinstance(module, c)) if classes is not None
+                        else torchvision_base(cls))
                 label = f"{cls.__name__}, a subclass of torchvision's {base.__name__}"
                 kind = label
             else:

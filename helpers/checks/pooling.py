@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .calls import calls_made, refuse_calls
 from .core import (CheckFailed, assert_dtype, assert_shape, assert_values_close,
                    call_student, count_python_lines, expect_value_error, grading_rng, passed,
                    require_ndarray, require_tensor, student_check)
@@ -321,6 +322,14 @@ def check_max_pool_2d_backward(fn: Callable) -> None:
                           "F.max_pool2d")
 
 
+#: Global average pooling is the exercise: the library's adaptive pooling, in any spelling, is not an answer.
+ADAPTIVE_POOLING = {
+    "nn.AdaptiveAvgPool2d": nn.AdaptiveAvgPool2d.forward,
+    "F.adaptive_avg_pool2d": F.adaptive_avg_pool2d,
+    "torch's adaptive_avg_pool2d": torch._C._nn.adaptive_avg_pool2d,
+}
+
+
 def compare_global_average_pooling(cls: type, shape: tuple, *, dtype=torch.float64,
                                    device: str | torch.device = "cpu", seed: int = 0) -> None:
     """Build ``cls()``, run it on a random ``shape`` batch, compare with ``x.mean((2, 3))``."""
@@ -338,7 +347,11 @@ def compare_global_average_pooling(cls: type, shape: tuple, *, dtype=torch.float
                           hint="Compute the mean in forward(); create no nn.Parameter or layer.")
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(shape, generator=gen, dtype=dtype).to(device).requires_grad_(True)
-    out = require_tensor(call_student(layer, x, what=what), what)
+    out, seen = calls_made(call_student, layer, x, what=what)
+    refuse_calls(seen, ADAPTIVE_POOLING, what,
+                 hint="Average over the two spatial axes yourself, e.g. with x.mean(...); "
+                      "nn.AdaptiveAvgPool2d is what the next sections use once you have written it.")
+    out = require_tensor(out, what)
     expected = x.detach().mean(dim=(2, 3))
     assert_shape(tuple(out.shape), tuple(expected.shape), what,
                  hint="Average over the two spatial axes only, and keep the batch and "

@@ -155,9 +155,19 @@ def compare_output_size(fn: Callable, config: dict, expected: int | None = None,
     """Call ``fn`` on one configuration and compare with PyTorch's size."""
     reject_course_code(fn, what)
     expected = _torch_output_size(**config) if expected is None else expected
-    got = _require_int(call_student(fn, config["input_size"], config["kernel_size"],
-                                    **{k: config[k] for k in ARGUMENTS[2:]}, what=what),
-                       what, config)
+    try:
+        got = call_student(fn, config["input_size"], config["kernel_size"],
+                           **{k: config[k] for k in ARGUMENTS[2:]}, what=what)
+    except CheckFailed as failure:
+        if not isinstance(failure.__cause__, ValueError):
+            raise
+        hint = ("With ceil_mode=True a kernel that overhangs the padded input by less than one stride "
+                "still gives one window: raise ValueError only when the size comes out below 1."
+                if config["ceil_mode"] else
+                "Raise ValueError only when the size comes out below 1; here it does not.")
+        raise CheckFailed(what, f"it raised ValueError for {describe_config(config)}, which has an output.",
+                          expected=expected, got=f"ValueError: {failure.__cause__}", hint=hint) from None
+    got = _require_int(got, what, config)
     if got != expected:
         raise CheckFailed(what, f"wrong output size for {describe_config(config)}.",
                           expected=expected, got=got, hint=likely_bug(config, got))
@@ -181,9 +191,9 @@ def expect_no_output_error(fn: Callable, config: dict, what: str = OUTPUT_SIZE) 
                        returned="returned a size",
                        hint_raised="Compute the size first; if it is below 1, "
                                    "`raise ValueError(...)` with a sentence that says why.",
-                       hint_returned="When the (effective) kernel does not fit in the padded input, "
-                                     "no window exists: `raise ValueError(...)` with a sentence that "
-                                     "says why.")
+                       hint_returned="When the size comes out below 1 (the effective kernel does not "
+                                     "fit in the padded input, even rounding up with ceil_mode), no "
+                                     "window exists: `raise ValueError(...)` with a sentence that says why.")
 
 
 def check_rejects_no_output(fn: Callable, n_configs: int = 20, seed: int = 0,
@@ -203,11 +213,13 @@ VISIBLE_OUTPUT_CASES = [
     config_of(17, 3, stride=2, padding=2, dilation=2),
     config_of(10, 3, stride=2, ceil_mode=True),               # rounds up: a partial window
     config_of(5, 2, stride=2, padding=1, ceil_mode=True),     # last window would start in padding
+    config_of(2, 3, stride=2, ceil_mode=True),                # kernel longer than the input, yet one window
     config_of(6, 1, stride=3),
 ]
 VISIBLE_NO_OUTPUT_CASES = [
     config_of(2, 3),                                          # kernel longer than the input
     config_of(4, 3, dilation=2),                              # effective kernel 5 > 4
+    config_of(2, 3, stride=1, ceil_mode=True),                # rounding up cannot save a stride of 1
 ]
 
 
